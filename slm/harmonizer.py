@@ -1,0 +1,30 @@
+"""The one small interface between the node and whatever maps descriptions to labels.
+
+A harmonizer takes a batch of Series Descriptions and returns, for each, a label among
+SERIES_LABELS, a confidence in [0, 1] and the version of what produced it. The node only ever
+talks to this interface, so the rule-based baseline and the language model are interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from slm.tasks import SERIES_LABELS
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    model_version: str
+
+    def __post_init__(self):
+        if self.label not in SERIES_LABELS:
+            raise ValueError(f"label {self.label!r} is not one of {SERIES_LABELS}")
+
+
+class Harmonizer(Protocol):
+    version: str
+
+    def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]: ...

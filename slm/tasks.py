@@ -1,0 +1,163 @@
+"""The three tasks as data: instruction, prompt layout, target format and parser.
+
+One causal model does all three, told apart only by the instruction (as in the study). The trainer
+and the inference engine both tokenize through `encode_prompt` and `encode_target`, piece by piece,
+so that the token boundaries the model was trained on are the ones it is asked to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+SERIES_LABELS = ("T1", "T2", "FLAIR", "DWI", "ADC", "SWI", "Other")
+FINDINGS = (
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+NO_FINDING = "No Finding"
+LABEL_KEYS = FINDINGS + (NO_FINDING,)
+YES_NO = ("Yes", "No")
+REPORT_SECTIONS = ("indication", "comparison", "findings", "impression")
+IMPRESSION_PREFIX = "IMPRESSION:"
+
+PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    instruction: str
+
+    def prompt(self, text: str) -> str:
+        return PROMPT.format(instruction=self.instruction, input=text)
+
+
+HARMONIZE = Task(
+    "harmonize",
+    "Map this MRI series description to one of T1, T2, FLAIR, DWI, ADC, SWI, Other. Answer as JSON.",
+)
+LABEL = Task(
+    "label",
+    "Label this chest X-ray report with the 13 CheXpert findings and No Finding. Answer Yes or No for each as JSON.",
+)
+IMPRESSION = Task(
+    "impression",
+    "Write the IMPRESSION section of this chest X-ray report from the other sections.",
+)
+TASKS = {task.name: task for task in (HARMONIZE, LABEL, IMPRESSION)}
+
+
+def report_text(sections: Mapping[str, str | None], include_impression: bool = True) -> str:
+    """A report as the model reads it: one "SECTION: text" line per non-empty section.
+
+    The node, the companion job and the data builders all build report text here.
+    """
+    names = REPORT_SECTIONS if include_impression else REPORT_SECTIONS[:-1]
+    lines = []
+    for name in names:
+        value = " ".join((sections.get(name) or "").split())
+        if value:
+            lines.append(f"{name.upper()}: {value}")
+    return "\n".join(lines)
+
+
+def no_finding(labels: Mapping[str, str]) -> str:
+    """No Finding is Yes exactly when all 13 findings are No."""
+    return "No" if any(labels[f] == "Yes" for f in FINDINGS) else "Yes"
+
+
+# Targets are lists of pieces; choice tasks alternate fixed text and an answer from a closed set.
+
+
+def harmonize_pieces(description: str) -> list[str | tuple[str, ...]]:
+    key = json.dumps(description, ensure_ascii=False)
+    return ["{" + key + ': "', SERIES_LABELS, '"}']
+
+
+def label_pieces() -> list[str | tuple[str, ...]]:
+    pieces: list[str | tuple[str, ...]] = []
+    for i, key in enumerate(LABEL_KEYS):
+        pieces.append(("{" if i == 0 else '", ') + json.dumps(key) + ': "')
+        pieces.append(YES_NO)
+    pieces.append('"}')
+    return pieces
+
+
+def fill(pieces: Sequence[str | tuple[str, ...]], answers: Sequence[str]) -> list[str]:
+    """The target pieces with each choice slot replaced by its answer, in order."""
+    answers = iter(answers)
+    return [piece if isinstance(piece, str) else next(answers) for piece in pieces]
+
+
+def target_pieces(task: Task, text: str, answer) -> list[str]:
+    """Training target for one example: a label (harmonize), a dict of 14 Yes/No (label), a string (impression)."""
+    if task is HARMONIZE:
+        return fill(harmonize_pieces(text), [answer])
+    if task is LABEL:
+        labels = dict(answer)
+        labels[NO_FINDING] = no_finding(labels)
+        return fill(label_pieces(), [labels[key] for key in LABEL_KEYS])
+    if task is IMPRESSION:
+        return [IMPRESSION_PREFIX, " " + " ".join(answer.split())]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def encode_prompt(tokenizer, task: Task, text: str) -> list[int]:
+    """Prompt token ids, beginning-of-sequence included when the tokenizer uses one."""
+    return tokenizer(task.prompt(text), add_special_tokens=True)["input_ids"]
+
+
+def encode_piece(tokenizer, piece: str) -> list[int]:
+    return tokenizer(piece, add_special_tokens=False)["input_ids"]
+
+
+def encode_target(tokenizer, pieces: Sequence[str]) -> list[int]:
+    """Target token ids, piece by piece, closed by end-of-sequence."""
+    ids = [i for piece in pieces for i in encode_piece(tokenizer, piece)]
+    return ids + [tokenizer.eos_token_id]
+
+
+# Parsers for free generation (the study's decoding); constrained decoding never needs them.
+
+_JSON_OBJECT = re.compile(r"\{.*?\}", re.S)
+
+
+def parse_harmonize(generated: str) -> str | None:
+    match = _JSON_OBJECT.search(generated)
+    try:
+        value = next(iter(json.loads(match.group(0)).values())) if match else None
+    except (json.JSONDecodeError, StopIteration, AttributeError):
+        return None
+    return value if value in SERIES_LABELS else None
+
+
+def parse_labels(generated: str) -> dict[str, str] | None:
+    match = _JSON_OBJECT.search(generated)
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or any(data.get(k) not in YES_NO for k in LABEL_KEYS):
+        return None
+    return {k: data[k] for k in LABEL_KEYS}
+
+
+def parse_impression(generated: str) -> str:
+    text = generated.strip()
+    if text.upper().startswith(IMPRESSION_PREFIX):
+        text = text[len(IMPRESSION_PREFIX):]
+    return " ".join(text.split())
