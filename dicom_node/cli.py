@@ -25,10 +25,13 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         settings = load_settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    handlers = [logging.StreamHandler()]
+    if settings.logging.file:
+        handlers.append(logging.FileHandler(settings.logging.file, encoding="utf-8"))
     logging.basicConfig(
         level=settings.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=settings.logging.file,
+        handlers=handlers,
     )
     ctx.obj = settings
 
