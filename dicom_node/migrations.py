@@ -1,0 +1,57 @@
+"""Versioned schema migrations: upgrading the node never loses a store.
+
+The store's version lives in the one-row table schema_version. A new store is created from the
+current table definitions and stamped LATEST; an older one runs STEPS from its version on, all in
+one transaction (SQLite and PostgreSQL roll DDL back with everything else), so an upgrade that
+fails leaves the store as it was. A store written by a newer slmnode is refused, never guessed at.
+
+A plain ordered list rather than Alembic: the node upgrades itself when it opens the store, with no
+migration environment, revision files or extra command for a PACS administrator to run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
+from sqlalchemy.engine import Connection, Engine
+
+
+class SchemaError(Exception):
+    """The database is not a store this slmnode can use."""
+
+
+version_table = Table("schema_version", MetaData(), Column("version", Integer, nullable=False))
+
+# STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
+STEPS: list[Callable[[Connection], None]] = []
+LATEST = 1 + len(STEPS)
+
+
+def stored_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table(version_table.name):
+        return None
+    return conn.scalar(select(version_table.c.version))
+
+
+def upgrade(engine: Engine, metadata: MetaData) -> int:
+    """Create or upgrade the schema in place; the version the store now has."""
+    with engine.begin() as conn:
+        version = stored_version(conn)
+        if version is None:
+            existing = set(inspect(conn).get_table_names())
+            if existing & set(metadata.tables):
+                raise SchemaError(f"{engine.url!r} holds tables but no schema_version: not an slmnode store")
+            metadata.create_all(conn)
+            version_table.create(conn)
+            conn.execute(version_table.insert().values(version=LATEST))
+            return LATEST
+        if version > LATEST:
+            raise SchemaError(
+                f"this store has schema version {version}, newer than this slmnode understands ({LATEST}); "
+                "upgrade slmnode or open a different store"
+            )
+        for step in STEPS[version - 1 :]:
+            step(conn)
+        conn.execute(version_table.update().values(version=LATEST))
+        return LATEST
