@@ -60,6 +60,7 @@ class ModelSettings(_Section):
     adapter: str | None = None
     device: str = "auto"
     batch_size: int = Field(32, ge=1)
+    impression_max_tokens: int = Field(128, ge=1)
 
 
 class HarmonizerSettings(_Section):
