@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Column, Integer, MetaData, Table, inspect, select
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 
@@ -23,8 +23,21 @@ class SchemaError(Exception):
 
 version_table = Table("schema_version", MetaData(), Column("version", Integer, nullable=False))
 
+
+def _add_column(conn: Connection, table: str, column: str, type_) -> None:
+    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {type_.compile(dialect=conn.dialect)}"))
+
+
+def _v2_retry_backoff(conn: Connection) -> None:
+    """A failed harmonization waits until next_attempt_at; the queue index covers both columns."""
+    _add_column(conn, "descriptions", "next_attempt_at", DateTime())
+    descriptions = Table("descriptions", MetaData(), Column("status", String), Column("next_attempt_at", DateTime))
+    Index("ix_descriptions_status", descriptions.c.status).drop(conn)
+    Index("ix_descriptions_queue", descriptions.c.status, descriptions.c.next_attempt_at).create(conn)
+
+
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
-STEPS: list[Callable[[Connection], None]] = []
+STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff]
 LATEST = 1 + len(STEPS)
 
 

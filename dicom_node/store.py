@@ -16,26 +16,32 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
+    bindparam,
+    case,
     create_engine,
     event,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
+from slm.harmonizer import Prediction
+from slm.tasks import SERIES_LABELS
 
 UID = String(64)
 
@@ -46,6 +52,10 @@ class MissingTag(ValueError):
 
 class StoreError(Exception):
     """The store cannot be used as asked (a clear message for the CLI; see also SchemaError)."""
+
+
+class UnknownDescription(StoreError):
+    """No stored description matches what a person typed."""
 
 
 def utcnow() -> datetime:
@@ -151,7 +161,7 @@ class Description(Base):
     # Keyed by a hash so that a 10,000-character description still fits a unique index everywhere.
     text_hash: Mapped[str] = mapped_column(String(64), unique=True)
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(8), index=True)  # queued | mapped
+    status: Mapped[str] = mapped_column(String(8))  # queued | mapped
     label: Mapped[str | None] = mapped_column(String(16), index=True)
     confidence: Mapped[float | None] = mapped_column(Float, index=True)
     model_version: Mapped[str | None] = mapped_column(String(200))
@@ -159,6 +169,8 @@ class Description(Base):
     first_seen: Mapped[datetime] = mapped_column(DateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)  # backoff after a failure
+    __table_args__ = (Index("ix_descriptions_queue", "status", "next_attempt_at"),)
 
 
 class Correction(Base):
@@ -207,6 +219,60 @@ class Instance(Base):
     transfer_syntax: Mapped[str | None] = mapped_column(UID)
     file_path: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# ---- what queries return ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A description's effective label; the first seven fields are the mappings export."""
+
+    description: str
+    label: str | None
+    confidence: float | None
+    model_version: str | None
+    mapped_at: datetime | None
+    corrected: bool
+    series_count: int
+    model_label: str | None
+    status: str
+    first_seen: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CorrectionRow:
+    description: str
+    label: str
+    who: str
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SeriesMapping:
+    study_uid: str
+    series_uid: str
+    series_number: int | None
+    modality: str | None
+    description: str | None
+    label: str | None
+    confidence: float | None
+    model_version: str | None
+    source: str  # corrected | model | queued | no description
+    instances: int
+
+
+def _latest_corrections():
+    """Per description, the label of its latest correction (by time, then by order of entry)."""
+    rank = (
+        func.row_number()
+        .over(partition_by=Correction.description_id, order_by=(Correction.created_at.desc(), Correction.id.desc()))
+        .label("rank")
+    )
+    ranked = select(Correction.description_id, Correction.label, rank).subquery()
+    return select(ranked.c.description_id, ranked.c.label).where(ranked.c.rank == 1).subquery()
 
 
 # ---- connection -------------------------------------------------------------------------------
@@ -382,6 +448,232 @@ class Store:
             description_id = conn.scalar(select(Description.id).where(Description.text_hash == key))
             learned.append((self._description_ids, key, description_id))
         return description_id
+
+    # -- the harmonization queue
+
+    def queued_descriptions(self, limit: int) -> list[str]:
+        """Oldest queued texts first, leaving out those still waiting out a failure's backoff."""
+        due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
+        query = (
+            select(Description.text)
+            .where(Description.status == "queued", due)
+            .order_by(Description.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
+
+    def save_predictions(self, texts: list[str], predictions: list[Prediction]) -> None:
+        if len(texts) != len(predictions):
+            raise ValueError(f"{len(texts)} descriptions but {len(predictions)} predictions")
+        now = utcnow()
+        rows = [
+            {
+                "key": description_hash(text),
+                "label": p.label,
+                "confidence": p.confidence,
+                "model_version": p.model_version,
+                "mapped_at": now,
+            }
+            for text, p in zip(texts, predictions)
+        ]
+        update_by_hash = (
+            update(Description)
+            .where(Description.text_hash == bindparam("key"))
+            .values(
+                status="mapped",
+                label=bindparam("label"),
+                confidence=bindparam("confidence"),
+                model_version=bindparam("model_version"),
+                mapped_at=bindparam("mapped_at"),
+                last_error=None,
+                next_attempt_at=None,
+            )
+        )
+        with self._lock, self._write() as conn:
+            conn.execute(update_by_hash.execution_options(synchronize_session=False), rows)
+
+    def record_failure(
+        self, texts: list[str], error: str, retry_seconds: float = 30.0, max_retry_seconds: float = 3600.0
+    ) -> None:
+        """Count a failed attempt; each text stays queued and waits retry_seconds * 2**(attempts - 1)."""
+        now = utcnow()
+        keys = [description_hash(text) for text in texts]
+        with self._lock, self._write() as conn:
+            attempts = conn.execute(
+                select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
+            ).all()
+            for row_id, done in attempts:
+                wait = min(retry_seconds * 2**done, max_retry_seconds)
+                conn.execute(
+                    update(Description)
+                    .where(Description.id == row_id)
+                    .values(attempts=done + 1, last_error=error, next_attempt_at=now + timedelta(seconds=wait))
+                )
+
+    # -- corrections
+
+    def find_description(self, text: str) -> str:
+        """The stored text a person meant: exact, else the only one equal to it without outer blanks."""
+        with self.engine.connect() as conn:
+            if conn.scalar(select(Description.id).where(Description.text_hash == description_hash(text))):
+                return text
+            matches = list(
+                conn.scalars(select(Description.text).where(func.trim(Description.text) == text.strip()).limit(2))
+            )
+        if len(matches) == 1:
+            return matches[0]
+        raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
+
+    def correct(self, description: str, label: str, who: str, note: str | None = None) -> None:
+        """A person's label for a description; from now on it wins over the model's."""
+        text = self.find_description(description)
+        self.add_correction(text, label, who, note, utcnow())
+
+    def add_correction(self, text: str, label: str, who: str, note: str | None, created_at: datetime) -> bool:
+        """Record a correction unless the same one (text, label, who, time) is already there."""
+        if label not in SERIES_LABELS:
+            raise ValueError(f"label {label!r} is not one of {', '.join(SERIES_LABELS)}")
+        with self._lock, self._write() as conn:
+            description_id = self._description_id(conn, text)
+            same = select(Correction.id).where(
+                Correction.description_id == description_id,
+                Correction.label == label,
+                Correction.who == who,
+                Correction.created_at == created_at,
+            )
+            if conn.scalar(same) is not None:
+                return False
+            conn.execute(
+                insert(Correction).values(
+                    description_id=description_id, label=label, who=who, note=note, created_at=created_at
+                )
+            )
+            return True
+
+    def add_mapping(self, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
+        """Record a model mapping made elsewhere, unless this store already has one as recent."""
+        with self._lock, self._write() as conn:
+            description_id = self._description_id(conn, text)
+            newer = update(Description).where(
+                Description.id == description_id,
+                (Description.mapped_at.is_(None)) | (Description.mapped_at < mapped_at),
+            )
+            return (
+                conn.execute(
+                    newer.values(
+                        status="mapped",
+                        label=prediction.label,
+                        confidence=prediction.confidence,
+                        model_version=prediction.model_version,
+                        mapped_at=mapped_at,
+                        last_error=None,
+                        next_attempt_at=None,
+                    )
+                ).rowcount
+                == 1
+            )
+
+    def _description_id(self, conn: Connection, text: str) -> int:
+        learned: list = []
+        description_id = self._ensure_description(conn, text, learned)
+        if description_id is None:
+            raise ValueError("a blank series description cannot be mapped")
+        return description_id
+
+    # -- queries for people and scripts
+
+    def mappings(
+        self,
+        label: str | None = None,
+        below: float | None = None,
+        search: str | None = None,
+        since: datetime | None = None,
+        unreviewed: bool = False,
+    ) -> list[Mapping]:
+        """Every description with its effective label, filtered; `since` is when it was first seen."""
+        corrected = _latest_corrections()
+        series_counts = (
+            select(Series.description_id, func.count().label("n")).group_by(Series.description_id).subquery()
+        )
+        effective = func.coalesce(corrected.c.label, Description.label)
+        query = (
+            select(
+                Description.text,
+                effective,
+                Description.confidence,
+                Description.model_version,
+                Description.mapped_at,
+                corrected.c.label.is_not(None),
+                func.coalesce(series_counts.c.n, 0),
+                Description.label,
+                Description.status,
+                Description.first_seen,
+                Description.attempts,
+            )
+            .outerjoin(corrected, corrected.c.description_id == Description.id)
+            .outerjoin(series_counts, series_counts.c.description_id == Description.id)
+            .order_by(Description.text)
+        )
+        if label is not None:
+            query = query.where(effective == label)
+        if below is not None:
+            query = query.where(Description.confidence < below)
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(Description.text.ilike(pattern, escape="\\"))
+        if since is not None:
+            query = query.where(Description.first_seen >= since)
+        if unreviewed:
+            query = query.where(corrected.c.label.is_(None))
+        with self.engine.connect() as conn:
+            return [Mapping(*row) for row in conn.execute(query)]
+
+    def corrections(self) -> list[CorrectionRow]:
+        query = (
+            select(Description.text, Correction.label, Correction.who, Correction.note, Correction.created_at)
+            .join(Description, Description.id == Correction.description_id)
+            .order_by(Correction.created_at, Correction.id)
+        )
+        with self.engine.connect() as conn:
+            return [CorrectionRow(*row) for row in conn.execute(query)]
+
+    def series_mappings(self, study_uid: str | None = None, series_uid: str | None = None) -> list[SeriesMapping]:
+        """The series of one study (or the one series) with their descriptions' effective labels."""
+        corrected = _latest_corrections()
+        instance_counts = (
+            select(Instance.series_id, func.count().label("n")).group_by(Instance.series_id).subquery()
+        )
+        query = (
+            select(
+                Study.study_uid,
+                Series.series_uid,
+                Series.series_number,
+                Series.modality,
+                Description.text,
+                func.coalesce(corrected.c.label, Description.label),
+                Description.confidence,
+                Description.model_version,
+                case(
+                    (corrected.c.label.is_not(None), "corrected"),
+                    (Description.status == "mapped", "model"),
+                    (Description.status == "queued", "queued"),
+                    else_="no description",
+                ),
+                func.coalesce(instance_counts.c.n, 0),
+            )
+            .join(Study, Study.id == Series.study_id)
+            .outerjoin(Description, Description.id == Series.description_id)
+            .outerjoin(corrected, corrected.c.description_id == Description.id)
+            .outerjoin(instance_counts, instance_counts.c.series_id == Series.id)
+            .order_by(Series.series_number, Series.series_uid)
+        )
+        if study_uid is not None:
+            query = query.where(Study.study_uid == study_uid)
+        if series_uid is not None:
+            query = query.where(Series.series_uid == series_uid)
+        with self.engine.connect() as conn:
+            return [SeriesMapping(*row) for row in conn.execute(query)]
 
     # -- counts, for tests and the benchmark
 

@@ -1,11 +1,19 @@
+import sqlite3
 import threading
+import time
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from sqlalchemy import text
+from sqlalchemy import create_engine, inspect, text
 
-from dicom_node.store import InstanceRecord, MissingTag, Store
+from dicom_node import migrations
+from dicom_node.store import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
+from slm.harmonizer import Prediction
+
+STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -118,3 +126,149 @@ def test_eight_threads_at_once_all_stored(store):
     assert store.count_instances() == 320
     assert store.count_series() == 8
     assert store.count_studies() == 3
+
+
+def test_two_stores_on_one_file_write_at_once(tmp_path):
+    """Two processes' worth of writers (no shared lock): SQLite's busy_timeout makes them take turns."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    stores = [Store(url), Store(url)]
+    errors = []
+
+    def sender(k):
+        try:
+            for i in range(50):
+                stores[k % 2].record_instance(record(f"3.{k}.{i}", series=f"3.{k}"))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert stores[0].count_instances() == 200
+
+
+def test_queue_predictions_and_failures(store):
+    store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
+    store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
+    assert store.queued_descriptions(10) == ["t1_mprage", "ep2d_diff"]
+    assert store.queued_descriptions(1) == ["t1_mprage"]
+
+    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
+    store.record_failure(["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.2)
+    assert store.queued_descriptions(10) == []  # waiting out its backoff
+    time.sleep(0.25)
+    assert store.queued_descriptions(10) == ["ep2d_diff"]
+    store.record_failure(["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.2)
+    time.sleep(0.25)
+    assert store.queued_descriptions(10) == []  # the second wait is twice as long
+    time.sleep(0.2)
+    assert store.queued_descriptions(10) == ["ep2d_diff"]
+
+    by_text = {m.description: m for m in store.mappings()}
+    assert by_text["t1_mprage"].label == "T1" and by_text["t1_mprage"].status == "mapped"
+    assert by_text["ep2d_diff"].status == "queued" and by_text["ep2d_diff"].attempts == 2
+    with pytest.raises(ValueError):
+        store.save_predictions(["a", "b"], [Prediction("T1", 0.5, "test-1")])
+
+
+def test_latest_correction_wins_also_for_series_stored_before(store):
+    store.record_instance(record("1.1", series="9.1", description="AX FLAIR"))
+    store.save_predictions(["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
+    assert store.series_mappings(series_uid="9.1")[0].label == "T2"
+
+    store.correct("AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
+    store.record_instance(record("1.2", series="9.2", description="AX FLAIR"))
+    views = store.series_mappings(study_uid="1.2.3")
+    assert [(v.series_uid, v.label, v.source) for v in views] == [("9.1", "FLAIR", "corrected"), ("9.2", "FLAIR", "corrected")]
+
+    store.correct(" AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
+    assert store.series_mappings(series_uid="9.2")[0].label == "T2"
+    store.save_predictions(["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
+    mapping = store.mappings()[0]
+    assert (mapping.label, mapping.model_label, mapping.corrected, mapping.series_count) == ("T2", "T1", True, 2)
+    assert [c.who for c in store.corrections()] == ["dr. a", "dr. b"]
+
+
+def test_correct_refuses_unknown_descriptions_and_labels(store):
+    store.record_instance(record("1.1", description="T2 TSE"))
+    with pytest.raises(UnknownDescription, match="T3 TSE"):
+        store.correct("T3 TSE", "T2", who="me")
+    with pytest.raises(ValueError, match="not one of"):
+        store.correct("T2 TSE", "PD", who="me")
+    assert store.corrections() == []
+
+
+def test_mapping_filters(store):
+    for i, (text_, label, confidence) in enumerate(
+        [("t1_mprage", "T1", 0.95), ("t2_tse", "T2", 0.40), ("ep2d_diff_b1000", "DWI", 0.70), ("100%_scout", "Other", 0.2)]
+    ):
+        store.record_instance(record(f"1.{i}", series=f"9.{i}", description=text_))
+        store.save_predictions([text_], [Prediction(label, confidence, "test-1")])
+    store.record_instance(record("1.9", series="9.9", description="queued one"))
+    store.correct("t2_tse", "FLAIR", who="me")
+
+    def texts(**filters):
+        return [m.description for m in store.mappings(**filters)]
+
+    assert texts() == ["100%_scout", "ep2d_diff_b1000", "queued one", "t1_mprage", "t2_tse"]
+    assert texts(label="FLAIR") == ["t2_tse"] and texts(label="T2") == []
+    assert texts(below=0.5) == ["100%_scout", "t2_tse"]
+    assert texts(search="DIFF") == ["ep2d_diff_b1000"]
+    assert texts(search="%") == ["100%_scout"]  # LIKE wildcards are taken literally
+    assert texts(search="_d") == ["ep2d_diff_b1000"]
+    assert texts(unreviewed=True, below=0.5) == ["100%_scout"]
+    assert texts(since=datetime(2000, 1, 1)) == texts() and texts(since=datetime(2999, 1, 1)) == []
+
+
+def v1_store(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(STORE_V1.read_text())
+    return f"sqlite:///{path}"
+
+
+def schema(url: str) -> dict:
+    inspector = inspect(create_engine(url))
+    return {
+        table: (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+        )
+        for table in inspector.get_table_names()
+    }
+
+
+def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
+    url = v1_store(tmp_path / "old.sqlite")
+    store = Store(url)
+    with store.engine.connect() as conn:
+        assert migrations.stored_version(conn) == migrations.LATEST
+    fresh = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    Store(fresh).close()
+    assert schema(url) == schema(fresh)
+    assert (store.count_studies(), store.count_series(), store.count_instances()) == (1, 2, 3)
+    by_text = {m.description: m for m in store.mappings()}
+    assert (by_text["t1_mprage_sag"].label, by_text["t1_mprage_sag"].series_count) == ("T1", 1)
+    assert (by_text["ep2d_diff"].label, by_text["ep2d_diff"].corrected, by_text["ep2d_diff"].attempts) == ("DWI", True, 2)
+    assert store.queued_descriptions(10) == ["ep2d_diff"]  # an upgraded queue is due at once
+    assert store.record_instance(record("1.2.826.0.1.3680043.8.498.11")) is False  # v1 rows still count
+    assert store.record_instance(record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1"))
+    assert store.series_mappings(series_uid="1.2.826.0.1.3680043.8.498.2")[0].instances == 3
+
+
+def test_a_store_from_a_newer_slmnode_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    Store(url).close()
+    with sqlite3.connect(tmp_path / "store.sqlite") as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (migrations.LATEST + 1,))
+    with pytest.raises(SchemaError, match=f"schema version {migrations.LATEST + 1}, newer"):
+        Store(url)
+
+
+def test_a_database_that_is_not_a_store_is_refused(tmp_path):
+    with sqlite3.connect(tmp_path / "other.sqlite") as conn:
+        conn.execute("CREATE TABLE instances (x)")
+    with pytest.raises(SchemaError, match="not an slmnode store"):
+        Store(f"sqlite:///{tmp_path / 'other.sqlite'}")
