@@ -1,49 +1,28 @@
-"""The mapping store: what the node received, and what each Series Description means.
-
-Studies, series and instances keep only the header tags the product needs. Each distinct description
-text has one row holding the model's label and its place in the harmonization queue; people's
-corrections live in their own table, and the effective label (the latest correction, else the model)
-is derived when queried, so a correction also covers series stored before it.
+"""The mapping store: the node's memory of what it received and what each description means.
 
 `record_instance` is the C-STORE hot path: one short transaction, usually a single INSERT, with the
 ids of studies, series and descriptions it has already seen cached in memory (rows are never
 deleted, and ids are cached only after their transaction committed, so a cached id is always valid).
+The harmonization queue and people's corrections are written here too; reading is in queries.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    bindparam,
-    case,
-    create_engine,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
+from pydicom.multival import MultiValue
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
+from dicom_node.tables import Base, Correction, Description, Instance, Series, Study, description_hash, utcnow
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
-
-UID = String(64)
 
 
 class MissingTag(ValueError):
@@ -56,11 +35,6 @@ class StoreError(Exception):
 
 class UnknownDescription(StoreError):
     """No stored description matches what a person typed."""
-
-
-def utcnow() -> datetime:
-    """Naive UTC: every time in the store is UTC, whatever the database does with time zones."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 # ---- the tags we keep -------------------------------------------------------------------------
@@ -133,7 +107,7 @@ def _text(ds, keyword: str) -> str | None:
     value = _value(ds, keyword)
     if value is None:
         return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, (list, tuple, MultiValue)):
         value = "\\".join(str(part) for part in value)
     text = str(value)
     return text if text.strip("\0 ") else None
@@ -146,135 +120,6 @@ def _integer(ds, keyword: str) -> int | None:
         return None
 
 
-# ---- tables -----------------------------------------------------------------------------------
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Description(Base):
-    """One distinct Series Description text, its place in the queue and the model's label."""
-
-    __tablename__ = "descriptions"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    # Keyed by a hash so that a 10,000-character description still fits a unique index everywhere.
-    text_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(8))  # queued | mapped
-    label: Mapped[str | None] = mapped_column(String(16), index=True)
-    confidence: Mapped[float | None] = mapped_column(Float, index=True)
-    model_version: Mapped[str | None] = mapped_column(String(200))
-    mapped_at: Mapped[datetime | None] = mapped_column(DateTime)
-    first_seen: Mapped[datetime] = mapped_column(DateTime, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)  # backoff after a failure
-    __table_args__ = (Index("ix_descriptions_queue", "status", "next_attempt_at"),)
-
-
-class Correction(Base):
-    __tablename__ = "corrections"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    description_id: Mapped[int] = mapped_column(ForeignKey("descriptions.id"), index=True)
-    label: Mapped[str] = mapped_column(String(16))
-    who: Mapped[str] = mapped_column(String(200))
-    note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-class Study(Base):
-    __tablename__ = "studies"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_uid: Mapped[str] = mapped_column(UID, unique=True)
-    accession_number: Mapped[str | None] = mapped_column(String(64))
-    study_date: Mapped[str | None] = mapped_column(String(32))
-    patient_id: Mapped[str | None] = mapped_column(String(64))
-    patient_name: Mapped[str | None] = mapped_column(String(324))
-    first_seen: Mapped[datetime] = mapped_column(DateTime)
-
-
-class Series(Base):
-    __tablename__ = "series"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    series_uid: Mapped[str] = mapped_column(UID, unique=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    description_id: Mapped[int | None] = mapped_column(ForeignKey("descriptions.id"), index=True)
-    modality: Mapped[str | None] = mapped_column(String(16))
-    protocol_name: Mapped[str | None] = mapped_column(Text)
-    manufacturer: Mapped[str | None] = mapped_column(Text)
-    model_name: Mapped[str | None] = mapped_column(Text)
-    body_part: Mapped[str | None] = mapped_column(String(64))
-    series_number: Mapped[int | None] = mapped_column(Integer)
-    series_date: Mapped[str | None] = mapped_column(String(32))
-    first_seen: Mapped[datetime] = mapped_column(DateTime)
-
-
-class Instance(Base):
-    __tablename__ = "instances"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
-    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
-    sop_class_uid: Mapped[str | None] = mapped_column(UID)
-    transfer_syntax: Mapped[str | None] = mapped_column(UID)
-    file_path: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-# ---- what queries return ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A description's effective label; the first seven fields are the mappings export."""
-
-    description: str
-    label: str | None
-    confidence: float | None
-    model_version: str | None
-    mapped_at: datetime | None
-    corrected: bool
-    series_count: int
-    model_label: str | None
-    status: str
-    first_seen: datetime
-    attempts: int
-
-
-@dataclass(frozen=True)
-class CorrectionRow:
-    description: str
-    label: str
-    who: str
-    note: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SeriesMapping:
-    study_uid: str
-    series_uid: str
-    series_number: int | None
-    modality: str | None
-    description: str | None
-    label: str | None
-    confidence: float | None
-    model_version: str | None
-    source: str  # corrected | model | queued | no description
-    instances: int
-
-
-def _latest_corrections():
-    """Per description, the label of its latest correction (by time, then by order of entry)."""
-    rank = (
-        func.row_number()
-        .over(partition_by=Correction.description_id, order_by=(Correction.created_at.desc(), Correction.id.desc()))
-        .label("rank")
-    )
-    ranked = select(Correction.description_id, Correction.label, rank).subquery()
-    return select(ranked.c.description_id, ranked.c.label).where(ranked.c.rank == 1).subquery()
-
-
 # ---- connection -------------------------------------------------------------------------------
 
 
@@ -282,8 +127,7 @@ def _insert_ignore(engine: Engine, table):
     """INSERT that skips a row whose unique key is already there, in the database's own words."""
     name = engine.dialect.name
     if name in ("sqlite", "postgresql"):
-        module = __import__(f"sqlalchemy.dialects.{name}", fromlist=["insert"])
-        return module.insert(table).on_conflict_do_nothing()
+        return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[name](table).on_conflict_do_nothing()
     if name in ("mysql", "mariadb"):
         return insert(table).prefix_with("IGNORE")
     raise StoreError(f"unsupported database {name!r}: use SQLite, PostgreSQL or MySQL")
@@ -304,8 +148,7 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        if not url.rstrip("/").endswith((":memory:", "sqlite:")):
-            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -336,10 +179,6 @@ class _IdCache:
         self._ids.move_to_end(key)
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-
-def description_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ---- the store --------------------------------------------------------------------------------
@@ -455,10 +294,7 @@ class Store:
         """Oldest queued texts first, leaving out those still waiting out a failure's backoff."""
         due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
         query = (
-            select(Description.text)
-            .where(Description.status == "queued", due)
-            .order_by(Description.id)
-            .limit(limit)
+            select(Description.text).where(Description.status == "queued", due).order_by(Description.id).limit(limit)
         )
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
@@ -582,101 +418,6 @@ class Store:
         return description_id
 
     # -- queries for people and scripts
-
-    def mappings(
-        self,
-        label: str | None = None,
-        below: float | None = None,
-        search: str | None = None,
-        since: datetime | None = None,
-        unreviewed: bool = False,
-    ) -> list[Mapping]:
-        """Every description with its effective label, filtered; `since` is when it was first seen."""
-        corrected = _latest_corrections()
-        series_counts = (
-            select(Series.description_id, func.count().label("n")).group_by(Series.description_id).subquery()
-        )
-        effective = func.coalesce(corrected.c.label, Description.label)
-        query = (
-            select(
-                Description.text,
-                effective,
-                Description.confidence,
-                Description.model_version,
-                Description.mapped_at,
-                corrected.c.label.is_not(None),
-                func.coalesce(series_counts.c.n, 0),
-                Description.label,
-                Description.status,
-                Description.first_seen,
-                Description.attempts,
-            )
-            .outerjoin(corrected, corrected.c.description_id == Description.id)
-            .outerjoin(series_counts, series_counts.c.description_id == Description.id)
-            .order_by(Description.text)
-        )
-        if label is not None:
-            query = query.where(effective == label)
-        if below is not None:
-            query = query.where(Description.confidence < below)
-        if search:
-            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(Description.text.ilike(pattern, escape="\\"))
-        if since is not None:
-            query = query.where(Description.first_seen >= since)
-        if unreviewed:
-            query = query.where(corrected.c.label.is_(None))
-        with self.engine.connect() as conn:
-            return [Mapping(*row) for row in conn.execute(query)]
-
-    def corrections(self) -> list[CorrectionRow]:
-        query = (
-            select(Description.text, Correction.label, Correction.who, Correction.note, Correction.created_at)
-            .join(Description, Description.id == Correction.description_id)
-            .order_by(Correction.created_at, Correction.id)
-        )
-        with self.engine.connect() as conn:
-            return [CorrectionRow(*row) for row in conn.execute(query)]
-
-    def series_mappings(self, study_uid: str | None = None, series_uid: str | None = None) -> list[SeriesMapping]:
-        """The series of one study (or the one series) with their descriptions' effective labels."""
-        corrected = _latest_corrections()
-        instance_counts = (
-            select(Instance.series_id, func.count().label("n")).group_by(Instance.series_id).subquery()
-        )
-        query = (
-            select(
-                Study.study_uid,
-                Series.series_uid,
-                Series.series_number,
-                Series.modality,
-                Description.text,
-                func.coalesce(corrected.c.label, Description.label),
-                Description.confidence,
-                Description.model_version,
-                case(
-                    (corrected.c.label.is_not(None), "corrected"),
-                    (Description.status == "mapped", "model"),
-                    (Description.status == "queued", "queued"),
-                    else_="no description",
-                ),
-                func.coalesce(instance_counts.c.n, 0),
-            )
-            .join(Study, Study.id == Series.study_id)
-            .outerjoin(Description, Description.id == Series.description_id)
-            .outerjoin(corrected, corrected.c.description_id == Description.id)
-            .outerjoin(instance_counts, instance_counts.c.series_id == Series.id)
-            .order_by(Series.series_number, Series.series_uid)
-        )
-        if study_uid is not None:
-            query = query.where(Study.study_uid == study_uid)
-        if series_uid is not None:
-            query = query.where(Series.series_uid == series_uid)
-        with self.engine.connect() as conn:
-            return [SeriesMapping(*row) for row in conn.execute(query)]
-
-    # -- counts, for tests and the benchmark
-
     def _count(self, model) -> int:
         with self.engine.connect() as conn:
             return conn.scalar(select(func.count()).select_from(model))

@@ -9,7 +9,7 @@ from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import create_engine, inspect, text
 
-from dicom_node import migrations
+from dicom_node import migrations, queries
 from dicom_node.store import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
 from slm.harmonizer import Prediction
 
@@ -167,7 +167,7 @@ def test_queue_predictions_and_failures(store):
     time.sleep(0.2)
     assert store.queued_descriptions(10) == ["ep2d_diff"]
 
-    by_text = {m.description: m for m in store.mappings()}
+    by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert by_text["t1_mprage"].label == "T1" and by_text["t1_mprage"].status == "mapped"
     assert by_text["ep2d_diff"].status == "queued" and by_text["ep2d_diff"].attempts == 2
     with pytest.raises(ValueError):
@@ -177,19 +177,22 @@ def test_queue_predictions_and_failures(store):
 def test_latest_correction_wins_also_for_series_stored_before(store):
     store.record_instance(record("1.1", series="9.1", description="AX FLAIR"))
     store.save_predictions(["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
-    assert store.series_mappings(series_uid="9.1")[0].label == "T2"
+    assert queries.series_mappings(store.engine, series_uid="9.1")[0].label == "T2"
 
     store.correct("AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
     store.record_instance(record("1.2", series="9.2", description="AX FLAIR"))
-    views = store.series_mappings(study_uid="1.2.3")
-    assert [(v.series_uid, v.label, v.source) for v in views] == [("9.1", "FLAIR", "corrected"), ("9.2", "FLAIR", "corrected")]
+    views = queries.series_mappings(store.engine, study_uid="1.2.3")
+    assert [(v.series_uid, v.label, v.source) for v in views] == [
+        ("9.1", "FLAIR", "corrected"),
+        ("9.2", "FLAIR", "corrected"),
+    ]
 
     store.correct(" AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
-    assert store.series_mappings(series_uid="9.2")[0].label == "T2"
+    assert queries.series_mappings(store.engine, series_uid="9.2")[0].label == "T2"
     store.save_predictions(["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
-    mapping = store.mappings()[0]
+    mapping = queries.mappings(store.engine)[0]
     assert (mapping.label, mapping.model_label, mapping.corrected, mapping.series_count) == ("T2", "T1", True, 2)
-    assert [c.who for c in store.corrections()] == ["dr. a", "dr. b"]
+    assert [c.who for c in queries.corrections(store.engine)] == ["dr. a", "dr. b"]
 
 
 def test_correct_refuses_unknown_descriptions_and_labels(store):
@@ -198,12 +201,17 @@ def test_correct_refuses_unknown_descriptions_and_labels(store):
         store.correct("T3 TSE", "T2", who="me")
     with pytest.raises(ValueError, match="not one of"):
         store.correct("T2 TSE", "PD", who="me")
-    assert store.corrections() == []
+    assert queries.corrections(store.engine) == []
 
 
 def test_mapping_filters(store):
     for i, (text_, label, confidence) in enumerate(
-        [("t1_mprage", "T1", 0.95), ("t2_tse", "T2", 0.40), ("ep2d_diff_b1000", "DWI", 0.70), ("100%_scout", "Other", 0.2)]
+        [
+            ("t1_mprage", "T1", 0.95),
+            ("t2_tse", "T2", 0.40),
+            ("ep2d_diff_b1000", "DWI", 0.70),
+            ("100%_scout", "Other", 0.2),
+        ]
     ):
         store.record_instance(record(f"1.{i}", series=f"9.{i}", description=text_))
         store.save_predictions([text_], [Prediction(label, confidence, "test-1")])
@@ -211,7 +219,7 @@ def test_mapping_filters(store):
     store.correct("t2_tse", "FLAIR", who="me")
 
     def texts(**filters):
-        return [m.description for m in store.mappings(**filters)]
+        return [m.description for m in queries.mappings(store.engine, **filters)]
 
     assert texts() == ["100%_scout", "ep2d_diff_b1000", "queued one", "t1_mprage", "t2_tse"]
     assert texts(label="FLAIR") == ["t2_tse"] and texts(label="T2") == []
@@ -249,13 +257,19 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
     Store(fresh).close()
     assert schema(url) == schema(fresh)
     assert (store.count_studies(), store.count_series(), store.count_instances()) == (1, 2, 3)
-    by_text = {m.description: m for m in store.mappings()}
+    by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert (by_text["t1_mprage_sag"].label, by_text["t1_mprage_sag"].series_count) == ("T1", 1)
-    assert (by_text["ep2d_diff"].label, by_text["ep2d_diff"].corrected, by_text["ep2d_diff"].attempts) == ("DWI", True, 2)
+    assert (by_text["ep2d_diff"].label, by_text["ep2d_diff"].corrected, by_text["ep2d_diff"].attempts) == (
+        "DWI",
+        True,
+        2,
+    )
     assert store.queued_descriptions(10) == ["ep2d_diff"]  # an upgraded queue is due at once
     assert store.record_instance(record("1.2.826.0.1.3680043.8.498.11")) is False  # v1 rows still count
-    assert store.record_instance(record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1"))
-    assert store.series_mappings(series_uid="1.2.826.0.1.3680043.8.498.2")[0].instances == 3
+    assert store.record_instance(
+        record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1")
+    )
+    assert queries.series_mappings(store.engine, series_uid="1.2.826.0.1.3680043.8.498.2")[0].instances == 3
 
 
 def test_a_store_from_a_newer_slmnode_is_refused(tmp_path):

@@ -1,0 +1,97 @@
+"""The store's tables: what the node keeps of each study, series and instance, and what each
+distinct Series Description means (the model's label, its place in the queue, people's corrections).
+
+The effective label of a description is never stored: queries derive it from the latest correction,
+else the model, so a correction also covers series stored before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+UID = String(64)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: every time in the store is UTC, whatever the database does with time zones."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def description_hash(text: str) -> str:
+    """The key of a description row: a 10,000-character description still fits a unique index."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Description(Base):
+    """One distinct Series Description text, its place in the queue and the model's label."""
+
+    __tablename__ = "descriptions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8))  # queued | mapped
+    label: Mapped[str | None] = mapped_column(String(16), index=True)
+    confidence: Mapped[float | None] = mapped_column(Float, index=True)
+    model_version: Mapped[str | None] = mapped_column(String(200))
+    mapped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_seen: Mapped[datetime] = mapped_column(DateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)  # backoff after a failure
+    __table_args__ = (Index("ix_descriptions_queue", "status", "next_attempt_at"),)
+
+
+class Correction(Base):
+    __tablename__ = "corrections"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    description_id: Mapped[int] = mapped_column(ForeignKey("descriptions.id"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    who: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(UID, unique=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[str | None] = mapped_column(String(32))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Series(Base):
+    __tablename__ = "series"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_uid: Mapped[str] = mapped_column(UID, unique=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    description_id: Mapped[int | None] = mapped_column(ForeignKey("descriptions.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    protocol_name: Mapped[str | None] = mapped_column(Text)
+    manufacturer: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(Text)
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_date: Mapped[str | None] = mapped_column(String(32))
+    first_seen: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_class_uid: Mapped[str | None] = mapped_column(UID)
+    transfer_syntax: Mapped[str | None] = mapped_column(UID)
+    file_path: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,94 @@
+"""The harmonization queue's consumer: queued descriptions in, the harmonizer's labels out.
+
+The C-STORE handler only queues a new description; this worker maps queued ones in batches, off the
+association threads. The queue lives in the store, so work queued before a crash is done after the
+restart. When the harmonizer raises, the batch is halved until the failing descriptions are isolated
+(one description that breaks the model must not hold back the others; a batch too large for the GPU
+succeeds in halves); each failing description is recorded and retried later with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from dicom_node.store import Store
+from slm.harmonizer import Harmonizer
+
+log = logging.getLogger(__name__)
+
+
+class HarmonizationWorker:
+    def __init__(
+        self,
+        store: Store,
+        harmonizer: Harmonizer,
+        batch_size: int = 64,
+        poll_seconds: float = 2.0,
+        retry_seconds: float = 30.0,
+        max_retry_seconds: float = 3600.0,
+    ):
+        self.store = store
+        self.harmonizer = harmonizer
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        """Harmonize one batch of due descriptions; how many got mapped."""
+        texts = self.store.queued_descriptions(self.batch_size)
+        if not texts:
+            return 0
+        failures: list[tuple[str, str]] = []
+        mapped = self._harmonize(texts, failures)
+        if failures:
+            # Counts and the error only: descriptions stay out of the log.
+            log.warning(
+                "harmonizer %s failed on %d of %d descriptions (%s); they stay queued and are retried later",
+                self.harmonizer.version,
+                len(failures),
+                len(texts),
+                failures[0][1],
+            )
+            for text, error in failures:
+                self.store.record_failure([text], error, self.retry_seconds, self.max_retry_seconds)
+        return mapped
+
+    def _harmonize(self, texts: list[str], failures: list[tuple[str, str]]) -> int:
+        try:
+            predictions = self.harmonizer.harmonize(texts)
+            if len(predictions) != len(texts):
+                raise ValueError(f"{len(predictions)} predictions for {len(texts)} descriptions")
+        except Exception as exc:
+            if len(texts) > 1:
+                half = len(texts) // 2
+                return self._harmonize(texts[:half], failures) + self._harmonize(texts[half:], failures)
+            failures.append((texts[0], f"{type(exc).__name__}: {exc}"))
+            return 0
+        self.store.save_predictions(texts, predictions)
+        return len(texts)
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="harmonization-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                mapped = self.run_once()
+            except Exception:
+                # A store that is briefly unusable (disk full, locked too long) must not end the worker.
+                log.exception("harmonization worker: could not read or write the store; retrying")
+                mapped = 0
+            if mapped == 0:
+                self._stopping.wait(self.poll_seconds)
