@@ -1,0 +1,199 @@
+"""The DICOM service: a C-ECHO and C-STORE SCP that records every received instance in the store.
+
+Written like pynetdicom's storescp app: one AE, small handler functions bound to events, status codes
+with names. The C-STORE handler reads the encoded dataset as raw elements and decodes only the header
+tags the store asks for; pixel data, compressed or not, is never decoded. It answers Success only
+after Store.record_instance has committed the instance's row, so every acknowledged instance survives
+a crash; anything else gets a failure status, a log line without patient identifiers, and the
+association goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import tempfile
+import zlib
+from enum import IntEnum
+from io import BytesIO
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node.config import Settings
+from dicom_node.network import NODELAY_HANDLERS, quiet_pynetdicom, server_tls_context
+from dicom_node.store import InstanceRecord, MissingTag, Store
+
+log = logging.getLogger(__name__)
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+# Transfer syntaxes whose whole dataset is deflated (PS3.5 A.5, A.7): Deflated Explicit VR Little
+# Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate. pydicom knows only the first.
+DEFLATED_DATASET = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
+
+
+class StoreStatus(IntEnum):
+    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
+
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
+    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
+    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
+
+
+REJECTED_PERMANENT = 0x01
+SERVICE_USER = 0x01
+
+
+class RejectReason(IntEnum):
+    """A-ASSOCIATE-RJ diagnostics of the service user (PS3.8 9.3.4)."""
+
+    NO_REASON_GIVEN = 0x01
+    CALLING_AE_NOT_RECOGNIZED = 0x03
+
+
+class Unreadable(ValueError):
+    """The encoded dataset is not a whole DICOM dataset."""
+
+
+def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
+    """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated.
+
+    pydicom reads a short last element without complaint, so each top-level element's length is
+    checked against what arrived. Values are decoded lazily, only when the store reads a tag.
+    """
+    syntax = UID(transfer_syntax)
+    data = encoded.getvalue()
+    if syntax in DEFLATED_DATASET:
+        try:
+            data = zlib.decompress(data, -zlib.MAX_WBITS)
+        except zlib.error:
+            raise Unreadable("the deflated dataset does not inflate") from None
+    header = read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
+    if data and not len(header):
+        raise Unreadable("no element could be read")
+    for element in header.elements():
+        length = getattr(element, "length", UNDEFINED_LENGTH)
+        if length != UNDEFINED_LENGTH and len(element.value or b"") < length:
+            raise Unreadable(f"truncated in element {element.tag}")
+    return header
+
+
+def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:
+    """<folder>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, with anything but digits and dots
+    replaced so that a hostile UID cannot climb out of the folder."""
+
+    def safe(uid: str) -> str:
+        return re.sub(r"[^0-9.]", "_", uid).strip(".") or "_"
+
+    return Path(folder, safe(record.study_uid), safe(record.series_uid), safe(record.sop_instance_uid) + ".dcm")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` so that `path` holds either nothing or all of it, on disk, even after a power cut."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    # The rename itself is durable only once the folder's entry is on disk.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _loggable(exc: Exception) -> str:
+    """Why something failed, without values from the dataset (they may identify the patient)."""
+    if isinstance(exc, (Unreadable, MissingTag)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    # SQLAlchemy errors carry the statement's parameters; the driver's message does not.
+    return str(getattr(exc, "orig", None) or type(exc).__name__)
+
+
+def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
+    """EVT_C_STORE: record the instance, write its file in "files" mode, answer once committed."""
+    transfer_syntax = event.context.transfer_syntax
+    where = f"instance {event.request.AffectedSOPInstanceUID} from {event.assoc.requestor.ae_title}"
+    try:
+        header = read_header(event.request.DataSet, transfer_syntax)
+        record = InstanceRecord.from_dataset(
+            header, transfer_syntax, keep_patient_identifiers=settings.store.keep_patient_identifiers
+        )
+    except MissingTag as exc:
+        log.warning("Refused %s: %s", where, _loggable(exc))
+        return StoreStatus.DOES_NOT_MATCH_SOP_CLASS
+    except Exception as exc:  # whatever pydicom raises on a malformed dataset
+        log.warning("Refused %s: cannot decode the dataset: %s", where, _loggable(exc))
+        return StoreStatus.CANNOT_UNDERSTAND
+    try:
+        if settings.storage.mode == "files":
+            path = instance_path(settings.storage.folder, record)
+            write_atomically(path, event.encoded_dataset(include_meta=True))
+            record = dataclasses.replace(record, file_path=str(path))
+        is_new = store.record_instance(record)
+    except Exception as exc:
+        log.error("Could not store %s: %s", where, _loggable(exc))
+        return StoreStatus.OUT_OF_RESOURCES
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Stored %s%s", where, "" if is_new else " (already stored)")
+    return StoreStatus.SUCCESS
+
+
+def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+    calling_ae = event.assoc.requestor.primitive.calling_ae_title
+    address = event.assoc.requestor.address
+    if allowed_aes and calling_ae not in allowed_aes:
+        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+    elif allowed_addresses and address not in allowed_addresses:
+        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+    else:
+        return
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
+    # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
+    event.assoc.kill()
+
+
+def make_ae(settings: Settings) -> AE:
+    """The node's AE: every storage SOP class in every transfer syntax pynetdicom knows, plus Verification."""
+    dicom = settings.dicom
+    ae = AE(ae_title=dicom.ae_title)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    ae.maximum_associations = dicom.max_associations
+    ae.network_timeout = dicom.network_timeout
+    return ae
+
+
+def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
+    """Start serving in background threads; `.server_address` has the bound port, `.shutdown()` stops."""
+    quiet_pynetdicom()
+    dicom = settings.dicom
+    ssl_context = server_tls_context(dicom.tls) if dicom.tls.enabled else None
+    handlers = [
+        *NODELAY_HANDLERS,
+        (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
+        (evt.EVT_C_STORE, handle_store, [store, settings]),
+    ]
+    return make_ae(settings).start_server(
+        (dicom.bind_address, dicom.port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+    )

@@ -1,0 +1,157 @@
+"""The node's SCU side: C-ECHO and C-STORE of DICOM files to any node, over one association.
+
+Files go on the wire as they are on disk (pynetdicom's chunked send): nothing is decoded or
+re-encoded, so compressed and even damaged files arrive byte for byte, as with DCMTK's storescu.
+The socket has TCP_NODELAY set, like the node's own.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.errors import InvalidDicomError
+from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.dsutils import split_dataset
+from pynetdicom.sop_class import Verification
+from tqdm import tqdm
+
+from dicom_node.network import NODELAY_HANDLERS, quiet_pynetdicom
+
+MAX_PRESENTATION_CONTEXTS = 128  # PS3.8: context IDs are odd numbers 1-255
+
+TLSArgs = tuple[ssl.SSLContext, str]  # a client context and the server name to verify
+
+
+class AssociationFailed(Exception):
+    """The peer could not be reached, or rejected or aborted the association."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one file: the peer's status, or None with the reason it was not stored."""
+
+    path: Path
+    status: int | None
+    error: str | None = None
+
+
+def find_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files named, and every file under the folders named, in a stable order."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        else:
+            found.append(path)
+    return found
+
+
+def _storage_key(path: Path) -> tuple[str, str] | None:
+    """(SOP Class UID, Transfer Syntax UID) from the file meta, or None if it is not a DICOM file."""
+    try:
+        meta, _ = split_dataset(path)
+        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+    except (InvalidDicomError, AttributeError, OSError, EOFError):
+        return None
+
+
+def _application_entity(calling_aet: str, timeout: float) -> AE:
+    quiet_pynetdicom()
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    return ae
+
+
+def open_association(ae: AE, host: str, port: int, called_aet: str, tls: TLSArgs | None = None):
+    """An established association (TCP_NODELAY on its socket), or AssociationFailed saying why not."""
+    assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls, evt_handlers=NODELAY_HANDLERS)
+    if not assoc.is_established:
+        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "not established"
+        raise AssociationFailed(f"association with {called_aet} at {host}:{port} {why}")
+    return assoc
+
+
+def echo(
+    host: str,
+    port: int,
+    *,
+    calling_aet: str = "SLMSCU",
+    called_aet: str = "ANY-SCP",
+    tls: TLSArgs | None = None,
+    timeout: float = 30.0,
+) -> int | None:
+    """C-ECHO the peer; its status (0x0000 is Success), or None if it did not answer."""
+    ae = _application_entity(calling_aet, timeout)
+    ae.add_requested_context(Verification)
+    assoc = open_association(ae, host, port, called_aet, tls)
+    try:
+        response = assoc.send_c_echo()
+        return int(response.Status) if "Status" in response else None
+    finally:
+        assoc.release()
+
+
+def send_files(
+    host: str,
+    port: int,
+    files: list[Path],
+    *,
+    calling_aet: str = "SLMSCU",
+    called_aet: str = "ANY-SCP",
+    tls: TLSArgs | None = None,
+    timeout: float = 30.0,
+    show_progress: bool = False,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """C-STORE `files` over one association, one Outcome per file, in order.
+
+    Files that are not DICOM are not sent (status None). If the association is lost midway, the
+    files not yet acknowledged get status None: only a returned status says what the peer has.
+    """
+    keys = {path: _storage_key(path) for path in files}
+    contexts = sorted({key for key in keys.values() if key})
+    if len(contexts) > MAX_PRESENTATION_CONTEXTS:
+        raise AssociationFailed(
+            f"{len(contexts)} SOP class / transfer syntax pairs; one association carries at most "
+            f"{MAX_PRESENTATION_CONTEXTS}: send fewer kinds of files at a time"
+        )
+    outcomes = []
+
+    def settle(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+
+    ae = _application_entity(calling_aet, timeout)
+    for sop_class, transfer_syntax in contexts:
+        ae.add_requested_context(sop_class, transfer_syntax)
+    # Send each file's bytes as they are instead of decoding and re-encoding it.
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
+    assoc = open_association(ae, host, port, called_aet, tls) if contexts else None
+    try:
+        for path in tqdm(files, unit="file", disable=not show_progress):
+            if keys[path] is None:
+                settle(Outcome(path, None, "not a DICOM file"))
+            elif not assoc.is_established:
+                settle(Outcome(path, None, "association lost"))
+            else:
+                settle(_store_one(assoc, path))
+    finally:
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+    return outcomes
+
+
+def _store_one(assoc, path: Path) -> Outcome:
+    try:
+        response = assoc.send_c_store(path)
+    except (ValueError, AttributeError, OSError) as exc:  # no accepted context, bad meta, unreadable
+        return Outcome(path, None, str(exc))
+    if "Status" not in response:
+        return Outcome(path, None, "no response (association lost or timed out)")
+    return Outcome(path, int(response.Status))
