@@ -1,0 +1,246 @@
+"""The rule-based harmonizer: vendor naming conventions written down as a table of patterns.
+
+It is the fallback when no language model loads and the baseline the model must beat, so every
+rule says which convention it stands for. The labelling rules it follows (shared/data/README.md):
+post-contrast T1 is T1; GE "T1 FLAIR" is T1; T2* GRE / hemosiderin is Other unless it is SWI; DWI
+includes trace, isotropic, b-value and raw DTI series; ADC includes "dADC" and "Apparent Diffusion
+Coefficient"; localizers, reformats (MPR/MIP/minIP), perfusion, angiography, spectroscopy, PD, field
+maps and calibration scans are Other.
+
+How a description is decided:
+1. It is normalized (`normalize`): Unicode compatibility forms folded (full-width "Ｔ１" is "t1"),
+   case folded, accents dropped, "T2*" spelled "t2star" and "+C" spelled "postcontrast" before
+   every separator (underscore, hyphen, brackets...) becomes one space.
+2. Every rule that matches contributes a hit: its label, its family and its kind.
+   - "decisive" rules name series that are not one of the six diagnostic contrasts whatever else
+     the text says (a localizer, a reformat of a T1, a perfusion map...): any such hit means Other.
+   - "strong" rules name a contrast outright (T1, MPRAGE, FLAIR, ADC, SWAN...).
+   - "weak" rules name a technique that usually, not always, means a contrast (TSE is usually T2,
+     a contrast marker alone usually a T1, GRE alone usually T2*).
+3. Among the strong hits (else the weak ones) the family first in PRECEDENCE wins: the more
+   specific name beats the generic one ("t2_tirm_dark-fluid" is FLAIR, "t1 tse" is T1).
+4. Nothing matched: Other, with a low confidence.
+
+The confidence says how the decision was reached, and it is calibrated on that reading: one clear
+family is high, a conflict settled by precedence lower, a guess from weak hints lower still.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Sequence
+
+from slm.harmonizer import Prediction
+
+# Confidence for each way a decision can be reached (see the module docstring).
+CONFIDENCE = {
+    "decisive": 0.95,  # a non-diagnostic series named outright
+    "decisive_over_contrast": 0.85,  # ... whose text also names a contrast ("t1_mprage_MPR_cor")
+    "strong": 0.95,  # one contrast family, named outright
+    "strong_conflict": 0.65,  # two families named outright, settled by precedence
+    "weak": 0.75,  # only a technique that usually means the contrast
+    "weak_conflict": 0.55,  # techniques of two families, settled by precedence
+    "fallback": 0.3,  # nothing recognised: Other
+    "empty": 0.05,  # blank description
+}
+
+# Letters that scanners glue in front of a contrast name: AxT2, SagT1, 3DT1, Philips "sT1W" (SENSE)
+# and "dADC" (derived). Elsewhere a short name must stand alone, so "part1" is not a T1.
+_GLUED_PREFIXES = ("ax", "sag", "cor", "tra", "3d", "2d", "s", "d")
+_LEFT = "(?:(?<![a-z])|" + "|".join(f"(?<=(?<![a-z]){p})" for p in _GLUED_PREFIXES) + ")"
+
+
+def word(core: str) -> str:
+    """A pattern for `core` as a word of its own (glued prefixes allowed, no letter after it)."""
+    return f"{_LEFT}(?:{core})(?![a-z])"
+
+
+def contrast(name: str) -> str:
+    """T1 / T2 as written: t1, T1W, T1-weighted, AxT1, 3DT1, t1mprage, not t10 or part1."""
+    return f"{_LEFT}{name}(?!\\d)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    family: str  # what the rule recognises; families are ranked in PRECEDENCE
+    label: str
+    kind: str  # "decisive", "strong" or "weak" (see the module docstring)
+    pattern: str  # a regular expression over the normalized text
+    why: str  # the convention it stands for
+
+    def matches(self, text: str) -> bool:
+        return re.search(self.pattern, text) is not None  # re caches the compiled pattern
+
+
+RULES = (
+    # --- Series that are none of the six contrasts, whatever else they name -------------------
+    Rule("localizer", "Other", "decisive",
+         word(r"locali[sz]\w*|lokali[sz]\w*|loc|locator|scout|survey|smart ?brain|pilot|aa ?head ?scout"
+              r"|aa ?scout|3 ?pl(?:ane)?|tri ?pl(?:ane)?|three ?plane|scano(?:gram)?|reperage|ubersicht"
+              r"|plan(?:ning)?|positioning")
+         + r"|位置決め",
+         "localizers and scouts: Siemens localizer/AAHead_Scout, GE 3-Plane Loc, Philips Survey/SmartBrain,"
+         " Canon Locator, French repérage, German Übersicht, Japanese 位置決め"),
+    Rule("reformat", "Other", "decisive",
+         word(r"(?<!^ t1 )mpr ?(?:sag|cor|tra|ax|range|thick)\w*|(?:sag|cor|tra|ax)\w* mpr|mprs"
+              r"|m ?(?:in ?)?ips?|max ?ip|reformat\w*|recon|curved|volume ?rendering|vr"),
+         "reformats made on the console or PACS: Siemens _MPR_Cor / MPR Range, mIP_Images(SW), GE Reformatted,"
+         " MIP, RECON (MPR beside no orientation, or opening Siemens t1_mpr_sag, is an MPRAGE acquisition)"),
+    Rule("perfusion", "Other", "decisive",
+         word(r"perf\w*|asl|pcasl|pasl|casl|dsc|dce|pwi|cbf|cbv|rcbv|rcbf|relcbf|relcbv|mtt|ttp|tmax"
+              r"|cerebral ?blood ?(?:flow|volume)")
+         + r"|灌流",
+         "perfusion (DSC ep2d_perf, DCE, ASL/pCASL/PASL) and its maps (CBF, CBV, MTT, TTP)"),
+    Rule("angiography", "Other", "decisive",
+         word(r"tof|mra|mrv|angio\w*|pca|phase ?contrast|venogra\w*|inhance|twist|tricks?|time ?of ?flight"
+              r"|q?flow|cine")
+         + r"|血管",
+         "angiography and flow: TOF (tof_fl3d), phase-contrast, MRV, TWIST/TRICKS, CSF flow"),
+    Rule("spectroscopy", "Other", "decisive",
+         word(r"e?spectro\w*|spectra|mrsi?|svs|csi|press|steam|probe|single ?voxel|multi ?voxel"),
+         "spectroscopy: Siemens svs_se/csi_se, GE PROBE-P, PRESS/STEAM"),
+    Rule("field map", "Other", "decisive",
+         word(r"field ?map\w*|fmap|b[01] ?map\w*|phase ?diff\w*|topup|shim\w*"
+              r"|rev ?b0|rev ?pe|blip ?(?:up|down)"),
+         "field maps and distortion-correction scans (gre_field_mapping, B0/B1 maps, topup, reversed-PE b0)"),
+    Rule("calibration", "Other", "decisive",
+         word(r"cal|calib\w*|asset ?cal\w*|pure ?cal\w*|coil ?cal\w*|coil ?survey|sense ?ref\w*|ref ?scan"
+              r"|ref ?head|prescan|dummy|sbref"),
+         "calibration scans: GE ASSET/PURE calibration, Philips SENSE reference and coil survey"),
+    Rule("functional", "Other", "decisive",
+         word(r"(?<!ven )bold|fmri|resting ?state|rest|rs ?fmri|task|moco\w*|ep2d ?pace"),
+         "functional MRI: ep2d_bold, resting state, MoCoSeries (VenBOLD is SWI, not fMRI)"),
+    Rule("diffusion map", "Other", "decisive",
+         word(r"fa|fa ?reg|col ?fa|colou?r ?fa|tensor|e ?adc|exp|exponential|tracts?|tractography"),
+         "diffusion maps other than ADC: FA (Philips faReg), ColFA, TENSOR, exponential ADC (eADC), tractography"),
+    Rule("quantitative map", "Other", "decisive",
+         word(r"(?:t1|t2|t2star|r2|r2star) ?(?:map\w*|relax\w*)|relaxometry|qsm|qmap|mdme|synthetic|mwf"
+              r"|inv1|inv2"),
+         "relaxometry and quantitative maps (T1/T2 maps, QSM, MP2RAGE INV1/INV2 inversions)"),
+    Rule("non-image", "Other", "decisive",
+         word(r"screen ?save\w*|screenshot|phoenix ?zip ?report|report|dose|secondary ?capture|key ?images?"
+              r"|summary|evidence|subtraction|sub|pos ?disp\w*"),
+         "screen captures (Siemens PosDisp), reports and subtraction images"),
+    # --- The six contrasts and the near misses they are told from ------------------------------
+    Rule("ADC", "ADC", "strong",
+         word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|diff\w* ?coef+\w*"
+              r"|coef+\w* ?d[ei] ?dif+us\w*")
+         + r"|見かけの拡散係数",
+         "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
+    Rule("DWI", "DWI", "strong",
+         word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
+              r"|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
+         + r"|拡散",
+         "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE"),
+    Rule("SWI", "SWI", "strong",
+         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + r"|磁化率",
+         "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
+    Rule("T2*", "Other", "strong",
+         word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|fl2d)|t2 ?(?:etoile|stern|estrella)"
+              r"|eco ?de ?gradiente|echo ?de ?gradient"),
+         "T2* gradient echo (T2*, hemo, Siemens MEDIC, GE MERGE, a T2 GRE / FFE): Other unless SWI"),
+    Rule("T2*", "Other", "weak",
+         word(r"gre|ffe|fl2d|fe|gradient ?echo|flash|de2d"),
+         "a gradient echo with no contrast named is usually T2* for hemorrhage"),
+    Rule("FLAIR", "FLAIR", "strong",
+         word(r"\w*flair\w*|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
+         "FLAIR: FLAIR, Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
+    Rule("T1", "T1", "strong",
+         contrast("t ?1") + "|t1w|"
+         + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|3d ?(?:ffe|fe|gre)"),
+         "T1: T1/T1W, MPRAGE (also written MPR)/MP2RAGE, GE SPGR/FSPGR/BRAVO, Siemens VIBE, a 3D gradient echo"),
+    Rule("T1", "T1", "weak",
+         word(r"\w*tfe|tfl\w*|fl3d\w*|rssg|fe3d|se|ti|pre|post\w*|gad\w*|gd|contrast\w*|kontrast\w*|km|ce|mdc|inj\w*")
+         + r"|造影",
+         "Philips TFE, Siemens tfl/fl3d, Hitachi RSSG, plain spin echo (SE), the typo TI, and pre/post-contrast"
+         " markers (a contrast series is T1)"),
+    Rule("T2", "T2", "strong",
+         contrast("t ?2") + r"|t2w",
+         "T2: T2, T2W, T2-weighted"),
+    Rule("T2", "T2", "weak",
+         word(r"tse|fse|frfse|ssfse|haste|fase|propeller|blade|space|spc|cube|vista|fiesta|ciss|drive"),
+         "turbo/fast spin echo and 3D TSE (SPACE, CUBE, VISTA) are T2 unless named otherwise"),
+    Rule("PD", "Other", "strong",
+         word(r"pdw?|pd ?w|proton ?density|densidad ?protonica|double\w*|dual ?echo|de ?[tf]se|t2 de(?= $)"),
+         "proton density, also as the first echo of a PD/T2 double echo (Double_TSE, DE)"),
+)
+
+# Which family wins when hits of several families are of the same kind, most specific first.
+# "T1 over FLAIR" is GE's "T1 FLAIR" (a T1); FLAIR over T2 is "T2 FLAIR"; PD over T2 is a PD/T2
+# dual echo; SWI over T2* is "SWI" named with its gradient echo.
+PRECEDENCE = ("ADC", "DWI", "SWI", "T2*", "T1", "FLAIR", "PD", "T2")
+
+# Families named together by convention: a hit of the second beside the first is no conflict.
+COMPANIONS = {
+    ("ADC", "DWI"),  # ep2d_diff_ADC
+    ("SWI", "T2*"),  # SWI gradient echo
+    ("SWI", "T2"),  # Siemens t2_swi_tra
+    ("T2*", "T2"),  # t2_fl2d_hemo, T2*W
+    ("T1", "FLAIR"),  # GE T1 FLAIR
+    ("FLAIR", "T2"),  # T2 FLAIR, t2_tirm_dark-fluid
+    ("T1", "T2*"),  # T1 GRE / T1 FFE / T1 FE
+    ("DWI", "T2"),  # DWI with its T2 (b0) image named
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: str
+    confidence: float
+    reason: str  # which rules decided, for people reading a mapping
+
+
+def normalize(description: str) -> str:
+    """Lower-case words separated by single spaces, padded with one space at each end."""
+    text = unicodedata.normalize("NFKC", description).casefold()
+    # Drop accents from Latin letters only: Japanese voicing marks are part of the letter.
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(
+        c for i, c in enumerate(decomposed) if not (unicodedata.combining(c) and i and decomposed[i - 1].isascii())
+    )
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"(t2|r2)\s*\*", r" \1star ", text)
+    text = re.sub(r"\+\s*c(?![a-z])|(?<![a-z])c\s*\+", " postcontrast ", text)
+    text = re.sub(r"[\W_]+", " ", text)
+    return f" {text.strip()} "
+
+
+def decide(description: str) -> Decision:
+    """The label, confidence and reason for one description."""
+    text = normalize(description)
+    if not text.strip():
+        return Decision("Other", CONFIDENCE["empty"], "empty description")
+    hits = [rule for rule in RULES if rule.matches(text)]
+    decisive = [rule for rule in hits if rule.kind == "decisive"]
+    named = [rule for rule in hits if rule.kind == "strong" and rule.label != "Other"]
+    if decisive:
+        key = "decisive_over_contrast" if named else "decisive"
+        return Decision("Other", CONFIDENCE[key], _reason(decisive))
+    for kind in ("strong", "weak"):
+        families = {rule.family for rule in hits if rule.kind == kind}
+        if families:
+            winner = min(families, key=PRECEDENCE.index)
+            conflict = any(f != winner and (winner, f) not in COMPANIONS for f in families)
+            label = next(rule.label for rule in hits if rule.family == winner)
+            key = f"{kind}_conflict" if conflict else kind
+            return Decision(label, CONFIDENCE[key], _reason([r for r in hits if r.kind == kind]))
+    return Decision("Other", CONFIDENCE["fallback"], "no rule matched")
+
+
+def _reason(rules: Sequence[Rule]) -> str:
+    return ", ".join(dict.fromkeys(f"{rule.family} ({rule.kind})" for rule in rules))
+
+
+class RuleHarmonizer:
+    """Harmonizer over RULES; deterministic, no model, no data files."""
+
+    version = "rules-1"
+
+    def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]:
+        return [self._predict(text) for text in descriptions]
+
+    def _predict(self, description: str) -> Prediction:
+        decision = decide(description)
+        return Prediction(decision.label, decision.confidence, self.version)
