@@ -1,11 +1,16 @@
+import io
 import sqlite3
 import threading
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import create_engine, inspect, text
 
@@ -67,6 +72,22 @@ def test_from_dataset_tolerates_missing_empty_and_odd_values():
     assert rec.accession_number is None and rec.body_part is None
 
 
+def test_from_dataset_decodes_iso_2022_and_drops_a_bad_number():
+    ds = mr_dataset(description="頭部 T2 強調")
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]  # ASCII, with escapes to JIS X 0208
+    ds.add_new(0x00200011, "IS", None)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    raw = fp.getvalue().replace(b"\x20\x00\x11\x00IS\x00\x00", b"\x20\x00\x11\x00IS\x04\x00abc ")
+    received = read_dataset(io.BytesIO(raw), is_implicit_VR=False, is_little_endian=True)  # as the SCP sees it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about "abc"; the record must just not have it
+        rec = InstanceRecord.from_dataset(received, ExplicitVRLittleEndian)
+    assert rec.series_description == "頭部 T2 強調"
+    assert rec.series_number is None
+
+
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 def test_from_dataset_needs_the_three_uids(keyword):
     ds = mr_dataset()
@@ -89,6 +110,15 @@ def test_record_instance_is_idempotent_and_queues_new_descriptions(store):
     assert store.count_series() == 4
     assert store.count_studies() == 1
     assert store.count_queued() == 2  # blank descriptions are not queued; repeats are queued once
+
+
+def test_patient_identifiers_are_stored_only_when_allowed(store):
+    kept = InstanceRecord.from_dataset(mr_dataset("1.1", study="7.1"), ExplicitVRLittleEndian, True)
+    store.record_instance(kept)
+    store.record_instance(record("1.2", series="7.2.1", study="7.2"))
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT study_uid, patient_id, patient_name FROM studies ORDER BY study_uid"))
+        assert rows.all() == [("7.1", "P-123", "Doe^Jane"), ("7.2", None, None)]
 
 
 def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
