@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import sqlite3
 import threading
@@ -13,6 +14,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from dicom_node import migrations, queries
 from dicom_node.store import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
@@ -119,6 +121,16 @@ def test_patient_identifiers_are_stored_only_when_allowed(store):
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT study_uid, patient_id, patient_name FROM studies ORDER BY study_uid"))
         assert rows.all() == [("7.1", "P-123", "Doe^Jane"), ("7.2", None, None)]
+
+
+def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
+    kept = InstanceRecord.from_dataset(mr_dataset(), ExplicitVRLittleEndian, keep_patient_identifiers=True)
+    broken = dataclasses.replace(kept, sop_instance_uid=None)  # violates NOT NULL after the study row
+    with pytest.raises(IntegrityError) as failure:
+        store.record_instance(broken)
+    assert "Doe^Jane" not in str(failure.value) and "P-123" not in str(failure.value)
+    assert store.count_studies() == 0  # the whole transaction rolled back
+    assert store.record_instance(kept) is True  # and nothing half-cached got in the way
 
 
 def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
