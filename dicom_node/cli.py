@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import sys
 from pathlib import Path
@@ -37,6 +38,94 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         handlers=handlers,
     )
     ctx.obj = settings
+
+
+PREDICT_TASKS = ("harmonize", "label", "impression")
+
+
+@cli.command()
+@click.option("--task", type=click.Choice(PREDICT_TASKS), required=True, help="What to predict for each line.")
+@click.option("--model", "model_path", help="Model folder or hub id (default: model.path, the embedded model).")
+@click.option("--adapter", help="LoRA adapter folder, merged into the model (default: model.adapter).")
+@click.option(
+    "--harmonizer",
+    "kind",
+    type=click.Choice(["auto", "rules", "slm"]),
+    help="--task harmonize only: auto (the model, else rules), rules or slm "
+    "(default: harmonizer.kind, or slm when --model or --adapter is given).",
+)
+@click.option("--device", help="auto, cpu, cuda, cuda:1, ... (default: model.device).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Lines per batch (default: model.batch_size).")
+@click.pass_obj
+def predict(settings, task, model_path, adapter, kind, device, batch_size) -> None:
+    """Predict for JSON Lines on stdin, one JSON line out per line in.
+
+    Each line is an object with a "text": a Series Description (harmonize) or a report as
+    "SECTION: ..." lines (label; impression, without its IMPRESSION line). The output keeps the
+    line's fields and adds "label" and "confidence", or "labels" (13 findings and No Finding,
+    Yes/No), or "impression", and "model_version". A line that is not such an object stops the
+    command with its line number, after the output of the lines before it.
+    """
+    from slm.engine import ModelUnavailable
+
+    chosen = {"path": model_path, "adapter": adapter, "device": device, "batch_size": batch_size}
+    model = settings.model.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    settings = settings.model_copy(update={"model": model})
+    if kind and task != "harmonize":
+        raise click.UsageError("--harmonizer applies to --task harmonize only")
+    try:
+        answer = _predictor(settings, task, kind or ("slm" if model_path or adapter else None))
+    except (ModelUnavailable, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _predict_lines(sys.stdin, sys.stdout, answer, model.batch_size)
+
+
+def _predictor(settings, task: str, kind: str | None):
+    """A function from a batch of texts to the fields each output line gains."""
+    from slm.engine import load_engine
+    from slm.harmonizer import load_harmonizer
+
+    if task == "harmonize":
+        harmonizer = load_harmonizer(settings, kind)
+        return lambda texts: [
+            {"label": p.label, "confidence": p.confidence, "model_version": p.model_version}
+            for p in harmonizer.harmonize(texts)
+        ]
+    engine = load_engine(**settings.model.model_dump())
+    if task == "label":
+        return lambda texts: [{"labels": labels, "model_version": engine.version} for labels in engine.label(texts)]
+    return lambda texts: [{"impression": text, "model_version": engine.version} for text in engine.impression(texts)]
+
+
+def _predict_lines(lines, out, answer, batch_size: int) -> None:
+    """Answer batches of lines as they come, so a bad line stops the run after what came before it."""
+    from tqdm import tqdm
+
+    pending: list[dict] = []
+
+    def flush() -> None:
+        for record, fields in zip(pending, answer([record["text"] for record in pending])):
+            out.write(json.dumps({**record, **fields}, ensure_ascii=False) + "\n")
+        out.flush()
+        progress.update(len(pending))
+        pending.clear()
+
+    with tqdm(unit=" lines", file=sys.stderr, disable=None) as progress:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                flush()
+                raise click.ClickException(f"line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                flush()
+                raise click.ClickException(f'line {number}: expected an object with a string "text"')
+            pending.append(record)
+            if len(pending) == batch_size:
+                flush()
+        flush()
 
 
 # ---- querying and correcting the mapping store ---------------------------------------------------
@@ -179,6 +268,117 @@ def import_(settings, file) -> None:
     click.echo(f"{file}: {result.kind}: {result.added} added, {result.unchanged} already there{skipped}")
 
 
+
+# ---- the DICOM service, and testing any DICOM node -----------------------------------------------
+
+
+@cli.command()
+@click.pass_obj
+def serve(settings) -> None:
+    """Run the node until Ctrl-C or SIGTERM: receive DICOM, record every series, harmonize descriptions.
+
+    Everything comes from the configuration: AE title, address and port, allow-lists, TLS, storage
+    mode, store URL and harmonizer. The first log line says what the node is running with.
+    """
+    from dicom_node.node import serve as run_node
+    from dicom_node.store import SchemaError, StoreError
+    from slm.engine import ModelUnavailable
+
+    try:
+        run_node(settings)
+    except (ConfigError, SchemaError, StoreError, ModelUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # the port is taken, the address is not ours, the storage folder is not writable
+        raise click.ClickException(f"cannot start the node: {exc.strerror or exc}") from None
+
+
+def _association_options(command):
+    """HOST PORT and the options of an association to any node, shared by `echo` and `send`."""
+    options = [
+        click.argument("host"),
+        click.argument("port", type=click.IntRange(1, 65535)),
+        click.option("--aet", default="SLMSCU", show_default=True, help="Our (calling) AE title."),
+        click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title."),
+        click.option("--tls", is_flag=True, help="DICOM TLS (implied by any --tls-* option)."),
+        click.option(
+            "--tls-ca",
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA certificates (PEM) that signed the peer's certificate (default: the system's).",
+        ),
+        click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Our certificate (PEM), for peers that require one."),
+        click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="The private key (PEM) of --tls-cert."),
+        click.option("--tls-no-verify", is_flag=True, help="Accept any peer certificate (tests only)."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Seconds to wait for the peer."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _tls_args(host, tls, tls_ca, tls_cert, tls_key, tls_no_verify):
+    import ssl
+
+    from dicom_node.network import client_tls_context
+
+    if not (tls or tls_ca or tls_cert or tls_key or tls_no_verify):
+        return None
+    try:
+        return client_tls_context(tls_ca, tls_cert, tls_key, verify=not tls_no_verify), host
+    except (OSError, ssl.SSLError) as exc:
+        raise click.ClickException(f"cannot use the TLS certificate or key: {exc}") from None
+
+
+@cli.command()
+@_association_options
+def echo(host, port, aet, aec, timeout, **tls) -> None:
+    """C-ECHO the DICOM node at HOST PORT: is it there, and does it accept us?"""
+    from dicom_node.sender import AssociationFailed, describe_status
+    from dicom_node.sender import echo as send_echo
+
+    try:
+        status = send_echo(host, port, calling_aet=aet, called_aet=aec, tls=_tls_args(host, **tls), timeout=timeout)
+    except AssociationFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    if status is None:
+        raise click.ClickException(f"{aec} at {host}:{port} did not answer the C-ECHO")
+    click.echo(f"C-ECHO {aec} at {host}:{port}: {describe_status(status)}")
+    if status != 0:
+        sys.exit(1)
+
+
+@cli.command()
+@_association_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def send(host, port, paths, aet, aec, timeout, **tls) -> None:
+    """C-STORE DICOM files (PATHS: files or folders, searched recursively) to HOST PORT over one association.
+
+    Files go as they are on disk, compressed or not. Prints a summary of the peer's statuses and
+    exits with status 1 if any DICOM instance was not stored; other files are skipped.
+    """
+    from collections import Counter
+
+    from dicom_node.sender import AssociationFailed, describe_status, find_files, send_files
+
+    files = find_files(paths)
+    try:
+        outcomes = send_files(
+            host, port, files, calling_aet=aet, called_aet=aec, tls=_tls_args(host, **tls), timeout=timeout,
+            show_progress=True,
+        )
+    except AssociationFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = Counter(
+        "skipped (not DICOM instances)" if o.skipped else describe_status(o.status) if o.status is not None
+        else f"not stored ({o.error})"
+        for o in outcomes
+    )
+    for outcome in outcomes:
+        if not outcome.stored and not outcome.skipped:
+            reason = describe_status(outcome.status) if outcome.status is not None else outcome.error
+            click.echo(f"{outcome.path}: {reason}", err=True)
+    click.echo(f"{len(files)} files to {aec} at {host}:{port}: " + ", ".join(f"{n} {what}" for what, n in summary.most_common()))
+    if any(not o.stored and not o.skipped for o in outcomes):
+        sys.exit(1)
 
 def main() -> None:
     cli(prog_name="slmnode")

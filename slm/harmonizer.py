@@ -7,10 +7,16 @@ talks to this interface, so the rule-based baseline and the language model are i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from slm.tasks import SERIES_LABELS
+
+if TYPE_CHECKING:
+    from dicom_node.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,3 +34,22 @@ class Harmonizer(Protocol):
     version: str
 
     def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]: ...
+
+
+def load_harmonizer(settings: Settings, kind: str | None = None) -> Harmonizer:
+    """The harmonizer the settings ask for: "slm" (the model or an error), "rules", or "auto" (model, else rules)."""
+    kind = kind or settings.harmonizer.kind
+    if kind not in ("auto", "rules", "slm"):
+        raise ValueError(f"unknown harmonizer kind {kind!r}: auto, rules or slm")
+    if kind != "rules":
+        from slm.engine import ModelUnavailable, load_engine
+
+        try:
+            return load_engine(**settings.model.model_dump())
+        except ModelUnavailable as exc:
+            if kind == "slm":
+                raise
+            log.warning("no language model (%s); harmonizing with rules instead", exc)
+    from slm.rules import RuleHarmonizer
+
+    return RuleHarmonizer()

@@ -1,0 +1,449 @@
+"""The inference engine: one causal model answering the three tasks with outputs that are always valid.
+
+Choice tasks (harmonize, label) never parse generated text: the engine scores the allowed answers
+after the prompt and the fixed target piece, so a label is always one of the seven and the labels
+are always the 14 keys. The prompt's key-value cache is computed once and reused: across the
+candidates of a choice, from one label slot to the next, and from one generated token to the next.
+The instruction part of every prompt is shared by all inputs of a task, so its cache is computed
+once per engine and only the input and what follows it run per batch.
+
+`study_decode` is the study's way (HF generate, 5 beams with sampling, then parse), kept for the
+benchmark: its outputs can be invalid, and it says so with None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from slm.harmonizer import Prediction
+from slm.tasks import (
+    HARMONIZE,
+    IMPRESSION,
+    IMPRESSION_PREFIX,
+    LABEL,
+    LABEL_KEYS,
+    NO_FINDING,
+    SERIES_LABELS,
+    TASKS,
+    Task,
+    encode_piece,
+    encode_prompt,
+    harmonize_pieces,
+    label_pieces,
+    no_finding,
+    parse_harmonize,
+    parse_impression,
+    parse_labels,
+)
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = Path(__file__).parent / "default_model"
+BUILD_EMBEDDED = "python -m training.train config/training/embedded.yaml"
+
+
+class ModelUnavailable(Exception):
+    """No usable model at the path asked for (for example, the embedded one has not been built)."""
+
+
+# Loading
+
+
+def load_engine(
+    path: str = "embedded",
+    adapter: str | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    impression_max_tokens: int = 128,
+) -> Engine:
+    """An engine for a hub id or model folder, plus an optional LoRA adapter folder merged into it.
+
+    `path` may also be an adapter folder whose adapter_config.json names its base model.
+    """
+    model, tokenizer, name = _load_model(path, adapter)
+    return Engine(model, tokenizer, name, device=device, batch_size=batch_size,
+                  impression_max_tokens=impression_max_tokens)
+
+
+def _load_model(path: str, adapter: str | None):
+    folder = _model_folder(path)
+    if adapter is None and folder is not None and (folder / "adapter_config.json").is_file():
+        base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return _load_model(_relative_to(base, folder), str(folder))
+    source = str(folder) if folder is not None else path
+    name = "embedded" if path == "embedded" else Path(path.rstrip("/")).name
+    adapter_folder = _model_folder(adapter) if adapter else None
+    if adapter and adapter_folder is None:
+        raise ModelUnavailable(f"{adapter}: no LoRA adapter folder there")
+    tokenizer_source = adapter_folder if adapter_folder and _has_tokenizer(adapter_folder) else source
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_source))
+        model = AutoModelForCausalLM.from_pretrained(source)
+        if adapter_folder is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_folder)).merge_and_unload()
+            name = f"{name}+{adapter_folder.name}"
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"cannot load model {path!r}{f' with adapter {adapter!r}' if adapter else ''}: {exc}") from None
+    return model, tokenizer, name
+
+
+def _model_folder(path: str) -> Path | None:
+    """The local folder for `path`, None for a hub id; the embedded model must have been built."""
+    if path == "embedded":
+        if not (EMBEDDED_MODEL / "config.json").is_file() and not (EMBEDDED_MODEL / "adapter_config.json").is_file():
+            raise ModelUnavailable(
+                f"the embedded model has not been built ({EMBEDDED_MODEL} holds no model); "
+                f"build it with `{BUILD_EMBEDDED}` or give a model folder or hub id"
+            )
+        return EMBEDDED_MODEL
+    folder = Path(path).expanduser()
+    return folder if folder.is_dir() else None
+
+
+def _relative_to(base: str, adapter_folder: Path) -> str:
+    """An adapter's base as written in its config; a relative folder is looked up next to the adapter too."""
+    beside = adapter_folder / base
+    return str(beside) if not Path(base).is_absolute() and not Path(base).exists() and beside.is_dir() else base
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
+
+
+def model_version(model, name: str) -> str:
+    """`name-<12 hex>`: sha256 over the config and every weight, so any change of either shows."""
+    config = {k: v for k, v in model.config.to_dict().items()
+              if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().data)
+    return f"{name}-{digest.hexdigest()[:12]}"
+
+
+def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """CUDA when asked or present (half precision: bf16 where supported, else fp16); CPU in fp32."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return device, torch.float32
+
+
+# The batch being decoded
+
+
+class _Batch:
+    """Key-value cache and attention mask of a batch of sequences that grow together.
+
+    Rows may receive different numbers of tokens in one step; the shorter ones are padded with
+    masked tokens, and position ids count real tokens only, so every row reads as if unpadded.
+    """
+
+    def __init__(self, model, kv, mask: torch.Tensor, pad_id: int):
+        self.model, self.kv, self.mask, self.pad_id = model, kv, mask, pad_id
+
+    def extend(self, rows: Sequence[Sequence[int]], pad_left: bool = True, all_logits: bool = False) -> torch.Tensor:
+        """Feed one step of tokens per row; log-probs after the last token ([B, V]), or after every one ([B, T, V])."""
+        width = max(len(row) for row in rows)
+        device = self.mask.device
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        new_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if pad_left else slice(0, len(row))
+            ids[i, span] = torch.tensor(row, dtype=torch.long)
+            new_mask[i, span] = 1
+        ids, new_mask = ids.to(device), new_mask.to(device)
+        positions = (self.mask.sum(1, keepdim=True) + new_mask.cumsum(1) - 1).clamp(min=0)
+        self.mask = torch.cat([self.mask, new_mask], dim=1)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            past_key_values=DynamicCache(self.kv) if self.kv else None,
+            use_cache=True,
+            logits_to_keep=0 if all_logits else 1,
+        )
+        self.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        logprobs = out.logits.float().log_softmax(-1)
+        return logprobs if all_logits else logprobs[:, -1]
+
+    def repeated(self, times: int) -> _Batch:
+        """Each row `times` times in a row: candidates of one choice share their prompt's cache."""
+        kv = [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.kv]
+        return _Batch(self.model, kv, self.mask.repeat_interleave(times, 0), self.pad_id)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """The token ids of the allowed answers at one slot, as the model was trained to write them."""
+
+    options: tuple[str, ...]
+    ids: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, tokenizer, options: Sequence[str], closing: str) -> _Choice:
+        ids = [tuple(encode_piece(tokenizer, option)) for option in options]
+        # An answer whose tokens begin another's ("T" before "T1") must also be scored as ending there.
+        if any(a != b and b[: len(a)] == a for a in ids for b in ids):
+            close = encode_piece(tokenizer, closing)[0]
+            ids = [option + (close,) for option in ids]
+        return cls(tuple(options), tuple(ids))
+
+
+# The engine
+
+
+class Engine:
+    """A loaded model answering the three tasks; an Engine is also a Harmonizer."""
+
+    def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
+                 impression_max_tokens: int = 128):
+        model = model.float().eval()
+        self.version = model_version(model, name)
+        self.device, dtype = pick_device(device)
+        self.model = model.to(self.device, dtype)
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.impression_max_tokens = impression_max_tokens
+        self.max_positions = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._prefixes: dict[str, tuple[list[int], list]] = {}
+
+        harmonize_closing = harmonize_pieces("")[2]
+        self.harmonize_choice = _Choice.of(tokenizer, SERIES_LABELS, harmonize_closing)
+        pieces = label_pieces()
+        self.label_pieces = [encode_piece(tokenizer, piece) for piece in pieces[0::2]]
+        self.label_choices = [_Choice.of(tokenizer, pieces[i], pieces[i + 1]) for i in range(1, len(pieces), 2)]
+        self.impression_prefix = encode_piece(tokenizer, IMPRESSION_PREFIX)
+        self._stops: torch.Tensor | None = None
+
+    # Public tasks
+
+    @torch.inference_mode()
+    def harmonize(self, texts: Sequence[str]) -> list[Prediction]:
+        probs = [scores.softmax(-1) for scores in self.harmonize_scores(texts)]
+        return [Prediction(SERIES_LABELS[int(p.argmax())], round(float(p.max()), 6), self.version) for p in probs]
+
+    @torch.inference_mode()
+    def harmonize_scores(self, texts: Sequence[str]) -> torch.Tensor:
+        """Log-probability of each of the seven labels as the answer, [N, 7] (before normalizing over them)."""
+        return torch.stack(self._batched(texts, self._harmonize_rows, self._harmonize_scores))
+
+    def label(self, texts: Sequence[str]) -> list[dict[str, str]]:
+        return [labels for labels, _ in self.label_with_scores(texts)]
+
+    @torch.inference_mode()
+    def label_with_scores(self, texts: Sequence[str]) -> list[tuple[dict[str, str], dict[str, float]]]:
+        """The 14 Yes/No labels and, per key, the model's probability of Yes at that point of the answer."""
+        return self._batched(texts, self._label_rows, self._label_walk)
+
+    @torch.inference_mode()
+    def impression(self, texts: Sequence[str]) -> list[str]:
+        return self._batched(texts, self._impression_rows, self._greedy)
+
+    # Prompts, fitted to the model's context
+
+    def _harmonize_rows(self, text: str) -> list[int]:
+        reserve = max(len(ids) for ids in self.harmonize_choice.ids)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t)
+                         + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
+
+    def _label_rows(self, text: str) -> list[int]:
+        reserve = sum(len(p) for p in self.label_pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t) + self.label_pieces[0], reserve)
+
+    def _impression_rows(self, text: str) -> list[int]:
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, IMPRESSION, t) + self.impression_prefix,
+                         self.impression_max_tokens)
+
+    def _fit(self, text: str, encode: Callable[[str], list[int]], reserve: int) -> list[int]:
+        """Prompt ids for `text`, dropping the start of the text if the whole would not fit the context."""
+        budget = self.max_positions - reserve
+        ids = encode(text)
+        if len(ids) <= budget:
+            return ids
+        if len(encode("")) > budget:
+            raise ValueError(f"the model's context ({self.max_positions} tokens) cannot hold this task's prompt")
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        starts = [start for start, _ in offsets] + [len(text)]
+        low, high = 1, len(starts) - 1  # how many of the text's tokens to drop: the fewest that fit
+        while low < high:
+            middle = (low + high) // 2
+            if len(encode(text[starts[middle]:])) <= budget:
+                high = middle
+            else:
+                low = middle + 1
+        return encode(text[starts[low]:])
+
+    def _batched(self, texts: Sequence[str], encode: Callable[[str], list[int]], run: Callable) -> list:
+        """run(rows) over batches of similar length, results back in input order."""
+        rows = [encode(text) for text in texts]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        results: list = [None] * len(rows)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start: start + self.batch_size]
+            for i, result in zip(chunk, run([rows[i] for i in chunk])):
+                results[i] = result
+        return results
+
+    # Decoding
+
+    def _start(self, task: Task, rows: list[list[int]]) -> tuple[_Batch, torch.Tensor]:
+        """A batch after its prompts, reusing the cached instruction part; log-probs of the next token."""
+        prefix_ids, prefix_kv = self._prefix(task)
+        shared = min(min(_common_length(row, prefix_ids), len(row) - 1) for row in rows)
+        kv = [(k[:, :, :shared].expand(len(rows), -1, -1, -1), v[:, :, :shared].expand(len(rows), -1, -1, -1))
+              for k, v in prefix_kv] if shared else []
+        batch = _Batch(self.model, kv, torch.ones((len(rows), shared), dtype=torch.long, device=self.device),
+                       self.pad_id)
+        return batch, batch.extend([row[shared:] for row in rows])
+
+    def _prefix(self, task: Task) -> tuple[list[int], list]:
+        """Ids and cache of the part of the prompt every input of `task` shares."""
+        if task.name not in self._prefixes:
+            a, b = encode_prompt(self.tokenizer, task, "a"), encode_prompt(self.tokenizer, task, "b")
+            ids = a[: _common_length(a, b)]
+            batch = _Batch(self.model, [], torch.zeros((1, 0), dtype=torch.long, device=self.device), self.pad_id)
+            batch.extend([ids])
+            self._prefixes[task.name] = (ids, batch.kv)
+        return self._prefixes[task.name]
+
+    def _scores(self, batch: _Batch, first: torch.Tensor, choice: _Choice) -> torch.Tensor:
+        """Sum of log-probs of each answer's tokens, [B, options]; `first` is the next-token log-probs."""
+        ids = choice.ids
+        scores = first[:, [option[0] for option in ids]]
+        longest = max(len(option) for option in ids)
+        if longest == 1:
+            return scores
+        # Every row's cache repeated once per answer; each copy reads its answer's remaining tokens.
+        expanded = batch.repeated(len(ids))
+        feed = [list(option[:-1]) or [option[0]] for option in ids]
+        logprobs = expanded.extend([feed[j] for _ in range(len(first)) for j in range(len(ids))],
+                                   pad_left=False, all_logits=True)
+        logprobs = logprobs.view(len(first), len(ids), *logprobs.shape[1:])
+        rest = torch.zeros_like(scores)
+        for j, option in enumerate(ids):
+            for t, token in enumerate(option[1:]):
+                rest[:, j] += logprobs[:, j, t, token]
+        return scores + rest
+
+    def _harmonize_scores(self, rows: list[list[int]]) -> list[torch.Tensor]:
+        batch, first = self._start(HARMONIZE, rows)
+        return list(self._scores(batch, first, self.harmonize_choice).cpu())
+
+    def _label_walk(self, rows: list[list[int]]) -> list[tuple[dict[str, str], dict[str, float]]]:
+        batch, logprobs = self._start(LABEL, rows)
+        labels: list[dict[str, str]] = [{} for _ in rows]
+        yes: list[dict[str, float]] = [{} for _ in rows]
+        for slot, (key, choice) in enumerate(zip(LABEL_KEYS, self.label_choices)):
+            probs = self._scores(batch, logprobs, choice).softmax(-1).cpu()
+            for i, p in enumerate(probs):
+                yes[i][key] = round(float(p[0]), 6)
+                labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else choice.options[int(p.argmax())]
+            if slot + 1 < len(self.label_choices):
+                following = self.label_pieces[slot + 1]
+                answers = [encode_piece(self.tokenizer, labels[i][key]) for i in range(len(rows))]
+                logprobs = batch.extend([answer + following for answer in answers])
+        return list(zip(labels, yes))
+
+    def _greedy(self, rows: list[list[int]]) -> list[str]:
+        batch, logprobs = self._start(IMPRESSION, rows)
+        stops, banned = self._stop_tokens()
+        budget = max(1, min(self.impression_max_tokens, self.max_positions - max(map(len, rows))))
+        generated: list[list[int]] = [[] for _ in rows]
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        for step in range(budget):
+            logprobs[:, banned] = float("-inf")
+            if step == 0:  # an impression is never empty
+                logprobs[:, stops] = float("-inf")
+            tokens = logprobs.argmax(-1).cpu()
+            for i, token in enumerate(tokens.tolist()):
+                if not done[i]:
+                    generated[i].append(token)
+            done |= torch.isin(tokens, stops)
+            if bool(done.all()) or step + 1 == budget:
+                break
+            logprobs = batch.extend([[token] for token in tokens.tolist()])
+        texts = []
+        for ids in generated:
+            if ids and ids[-1] in stops:
+                ids = ids[:-1]
+            texts.append(" ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split()))
+        return texts
+
+    def _stop_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens that end an impression (end of sequence, any newline) and tokens it never contains."""
+        if self._stops is None:
+            size = len(self.tokenizer)
+            pieces = self.tokenizer.batch_decode([[i] for i in range(size)])
+            stops = [i for i, piece in enumerate(pieces) if "\n" in piece] + [self.tokenizer.eos_token_id]
+            special = set(self.tokenizer.all_special_ids) - {self.tokenizer.eos_token_id}
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._stops = torch.tensor(sorted(set(stops)))
+            self._banned = torch.tensor(sorted(special | set(range(size, vocab))), dtype=torch.long)
+        return self._stops, self._banned
+
+    # The study's decoding, for the benchmark
+
+    @torch.inference_mode()
+    def study_decode(self, task_name: str, texts: Sequence[str], num_beams: int = 5) -> tuple[list, int]:
+        """HF generate with beam search and sampling, then the tasks' parsers: (outputs, generated tokens).
+
+        An output the parser cannot read is None. Generation stops at end of sequence or after as many
+        tokens as the longest valid answer has.
+        """
+        task = TASKS[task_name]
+        if task is IMPRESSION:
+            rows = [self._impression_rows(text)[: -len(self.impression_prefix)] for text in texts]
+            limit = len(self.impression_prefix) + self.impression_max_tokens
+        else:
+            rows = [encode_prompt(self.tokenizer, task, text) for text in texts]
+            limit = max(self._longest_answer(task, text) for text in texts)
+        outputs, tokens = [], 0
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start: start + self.batch_size]
+            width = max(map(len, chunk))
+            ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in chunk], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk], device=self.device)
+            generated = self.model.generate(
+                input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=True, max_new_tokens=limit,
+                pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id,
+            )[:, width:]
+            tokens += int((generated != self.pad_id).sum())
+            outputs += [_PARSERS[task.name](text) for text in
+                        self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        return outputs, tokens
+
+    def _longest_answer(self, task: Task, text: str) -> int:
+        """Tokens in the longest valid answer of a choice task, end of sequence included."""
+        if task is HARMONIZE:
+            pieces, choices = harmonize_pieces(text)[0::2], [self.harmonize_choice]
+        else:
+            pieces, choices = label_pieces()[0::2], self.label_choices
+        fixed = sum(len(encode_piece(self.tokenizer, piece)) for piece in pieces)
+        return fixed + sum(max(map(len, choice.ids)) for choice in choices) + 1
+
+
+_PARSERS = {"harmonize": parse_harmonize, "label": parse_labels, "impression": parse_impression}
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
