@@ -211,10 +211,9 @@ class Store:
         self._study_ids = _IdCache()
         self._series_ids = _IdCache()
         self._description_ids = _IdCache()
-        self._insert_instance = _insert_ignore(self.engine, Instance.__table__)
-        self._insert_study = _insert_ignore(self.engine, Study.__table__)
-        self._insert_series = _insert_ignore(self.engine, Series.__table__)
-        self._insert_description = _insert_ignore(self.engine, Description.__table__)
+        self._inserts = {
+            model: _insert_ignore(self.engine, model.__table__) for model in (Instance, Study, Series, Description)
+        }
         upgrade(self._writer, Base.metadata)
 
     def close(self) -> None:
@@ -235,7 +234,7 @@ class Store:
                     series_id = self._ensure_series(conn, record, learned)
                 now = utcnow()
                 inserted = conn.execute(
-                    self._insert_instance,
+                    self._inserts[Instance],
                     {
                         "sop_instance_uid": record.sop_instance_uid,
                         "series_id": series_id,
@@ -253,39 +252,30 @@ class Store:
         now = utcnow()
         study_id = self._study_ids.get(record.study_uid)
         if study_id is None:
-            conn.execute(
-                self._insert_study,
-                {
-                    "study_uid": record.study_uid,
-                    "accession_number": record.accession_number,
-                    "study_date": record.study_date,
-                    "patient_id": record.patient_id,
-                    "patient_name": record.patient_name,
-                    "first_seen": now,
-                },
-            )
-            study_id = conn.scalar(select(Study.id).where(Study.study_uid == record.study_uid))
-            learned.append((self._study_ids, record.study_uid, study_id))
-        description_id = self._ensure_description(conn, record.series_description, learned)
-        conn.execute(
-            self._insert_series,
-            {
-                "series_uid": record.series_uid,
-                "study_id": study_id,
-                "description_id": description_id,
-                "modality": record.modality,
-                "protocol_name": record.protocol_name,
-                "manufacturer": record.manufacturer,
-                "model_name": record.model_name,
-                "body_part": record.body_part,
-                "series_number": record.series_number,
-                "series_date": record.series_date,
+            study = {
+                "study_uid": record.study_uid,
+                "accession_number": record.accession_number,
+                "study_date": record.study_date,
+                "patient_id": record.patient_id,
+                "patient_name": record.patient_name,
                 "first_seen": now,
-            },
-        )
-        series_id = conn.scalar(select(Series.id).where(Series.series_uid == record.series_uid))
-        learned.append((self._series_ids, record.series_uid, series_id))
-        return series_id
+            }
+            study_id = self._insert_or_find(conn, Study, study, "study_uid", self._study_ids, learned)
+        description_id = self._ensure_description(conn, record.series_description, learned)
+        series = {
+            "series_uid": record.series_uid,
+            "study_id": study_id,
+            "description_id": description_id,
+            "modality": record.modality,
+            "protocol_name": record.protocol_name,
+            "manufacturer": record.manufacturer,
+            "model_name": record.model_name,
+            "body_part": record.body_part,
+            "series_number": record.series_number,
+            "series_date": record.series_date,
+            "first_seen": now,
+        }
+        return self._insert_or_find(conn, Series, series, "series_uid", self._series_ids, learned)
 
     def _ensure_description(self, conn: Connection, text: str | None, learned: list) -> int | None:
         """The id of a description row, queueing the text for harmonization when it is new."""
@@ -294,13 +284,18 @@ class Store:
         key = description_hash(text)
         description_id = self._description_ids.get(key)
         if description_id is None:
-            conn.execute(
-                self._insert_description,
-                {"text_hash": key, "text": text, "status": "queued", "attempts": 0, "first_seen": utcnow()},
+            description = {"text_hash": key, "text": text, "status": "queued", "attempts": 0, "first_seen": utcnow()}
+            description_id = self._insert_or_find(
+                conn, Description, description, "text_hash", self._description_ids, learned
             )
-            description_id = conn.scalar(select(Description.id).where(Description.text_hash == key))
-            learned.append((self._description_ids, key, description_id))
         return description_id
+
+    def _insert_or_find(self, conn: Connection, model, row: dict, key: str, cache: _IdCache, learned: list) -> int:
+        """The id of the row whose unique `key` column holds row[key], inserting `row` if there is none."""
+        conn.execute(self._inserts[model], row)
+        row_id = conn.scalar(select(model.id).where(getattr(model, key) == row[key]))
+        learned.append((cache, row[key], row_id))  # cached once the transaction commits
+        return row_id
 
     # -- the harmonization queue
 

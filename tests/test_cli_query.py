@@ -4,6 +4,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from dicom_factory import mr_instance
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli import cli
 from dicom_node.store import InstanceRecord, Store
@@ -21,25 +23,8 @@ SERIES = [  # series UID, description, model label, confidence
 def fill(url: str) -> Store:
     store = Store(url)
     for number, (series_uid, description, label, confidence) in enumerate(SERIES, start=1):
-        store.record_instance(
-            InstanceRecord(
-                sop_instance_uid=f"{series_uid}.1",
-                sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
-                study_uid=STUDY,
-                series_uid=series_uid,
-                modality="MR",
-                series_description=description,
-                protocol_name=None,
-                manufacturer="GE MEDICAL SYSTEMS",
-                model_name=None,
-                body_part=None,
-                series_number=number,
-                accession_number=None,
-                study_date="20240105",
-                series_date=None,
-                transfer_syntax="1.2.840.10008.1.2.1",
-            )
-        )
+        instance = mr_instance(description, study_uid=STUDY, series_uid=series_uid, series_number=number)
+        store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
         if label:
             store.save_predictions([description], [Prediction(label, confidence, "rules-1")])
     return store

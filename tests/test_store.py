@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from pydicom import Dataset
+from dicom_factory import mr_instance
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
@@ -22,21 +22,10 @@ from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
 
-MR = "1.2.840.10008.5.1.4.1.1.4"
-
 
 def mr_dataset(sop="1.2.3.1", series="1.2.3.100", study="1.2.3", description="T1 MPRAGE SAG"):
-    ds = Dataset()
-    ds.SOPClassUID = MR
+    ds = mr_instance(description, study_uid=study, series_uid=series, series_number=3, patient="Doe")
     ds.SOPInstanceUID = sop
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.Modality = "MR"
-    ds.SeriesDescription = description
-    ds.SeriesNumber = 3
-    ds.Manufacturer = "SIEMENS"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "P-123"
     return ds
 
 
@@ -60,7 +49,7 @@ def test_from_dataset_reads_tags_and_leaves_patient_out():
     assert rec.patient_id is None and rec.patient_name is None
 
     kept = InstanceRecord.from_dataset(mr_dataset(), ExplicitVRLittleEndian, keep_patient_identifiers=True)
-    assert kept.patient_id == "P-123" and kept.patient_name == "Doe^Jane"
+    assert kept.patient_id == mr_dataset().PatientID and kept.patient_name == "Doe^Test"
 
 
 def test_from_dataset_tolerates_missing_empty_and_odd_values():
@@ -68,6 +57,8 @@ def test_from_dataset_tolerates_missing_empty_and_odd_values():
     del ds.SeriesDescription
     ds.Manufacturer = ""
     ds.ProtocolName = ["AX", "T2"]  # multi-valued
+    del ds.AccessionNumber
+    ds.BodyPartExamined = None
     rec = InstanceRecord.from_dataset(ds, ExplicitVRLittleEndian)
     assert rec.series_description is None and rec.manufacturer is None
     assert rec.protocol_name == "AX\\T2"
@@ -120,7 +111,7 @@ def test_patient_identifiers_are_stored_only_when_allowed(store):
     store.record_instance(record("1.2", series="7.2.1", study="7.2"))
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT study_uid, patient_id, patient_name FROM studies ORDER BY study_uid"))
-        assert rows.all() == [("7.1", "P-123", "Doe^Jane"), ("7.2", None, None)]
+        assert rows.all() == [("7.1", kept.patient_id, "Doe^Test"), ("7.2", None, None)]
 
 
 def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
@@ -128,7 +119,7 @@ def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
     broken = dataclasses.replace(kept, sop_instance_uid=None)  # violates NOT NULL after the study row
     with pytest.raises(IntegrityError) as failure:
         store.record_instance(broken)
-    assert "Doe^Jane" not in str(failure.value) and "P-123" not in str(failure.value)
+    assert "Doe^Test" not in str(failure.value) and kept.patient_id not in str(failure.value)
     assert store.count_studies() == 0  # the whole transaction rolled back
     assert store.record_instance(kept) is True  # and nothing half-cached got in the way
 
@@ -149,22 +140,30 @@ def test_sqlite_store_is_in_wal_mode_with_full_sync(store):
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
 
 
-def test_eight_threads_at_once_all_stored(store):
+def at_once(count: int, target) -> list[Exception]:
+    """Run target(k) for k < count in as many threads at once; what they raised."""
     errors = []
 
-    def sender(k):
+    def run(k):
         try:
-            for i in range(40):
-                assert store.record_instance(record(f"2.{k}.{i}", series=f"2.{k}", study=f"2.{k % 3}"))
-        except Exception as exc:  # surfaced below: a thread's assert does not fail the test by itself
+            target(k)
+        except Exception as exc:  # a thread's failure does not fail the test by itself
             errors.append(exc)
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(8)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert not errors
+    return errors
+
+
+def test_eight_threads_at_once_all_stored(store):
+    def sender(k):
+        for i in range(40):
+            assert store.record_instance(record(f"2.{k}.{i}", series=f"2.{k}", study=f"2.{k % 3}"))
+
+    assert at_once(8, sender) == []
     assert store.count_instances() == 320
     assert store.count_series() == 8
     assert store.count_studies() == 3
@@ -174,21 +173,12 @@ def test_two_stores_on_one_file_write_at_once(tmp_path):
     """Two processes' worth of writers (no shared lock): SQLite's busy_timeout makes them take turns."""
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     stores = [Store(url), Store(url)]
-    errors = []
 
     def sender(k):
-        try:
-            for i in range(50):
-                stores[k % 2].record_instance(record(f"3.{k}.{i}", series=f"3.{k}"))
-        except Exception as exc:
-            errors.append(exc)
+        for i in range(50):
+            stores[k % 2].record_instance(record(f"3.{k}.{i}", series=f"3.{k}"))
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
+    assert at_once(4, sender) == []
     assert stores[0].count_instances() == 200
 
 

@@ -2,6 +2,8 @@ import logging
 import time
 
 import pytest
+from dicom_factory import mr_instance
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node import queries
 from dicom_node.store import InstanceRecord, Store
@@ -41,26 +43,9 @@ class BrokenHarmonizer(KeywordHarmonizer):
 
 
 def receive(store: Store, *descriptions: str) -> None:
-    for i, description in enumerate(descriptions):
-        store.record_instance(
-            InstanceRecord(
-                sop_instance_uid=f"1.2.3.{time.monotonic_ns()}.{i}",
-                sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
-                study_uid="1.2.3",
-                series_uid=f"1.2.3.{i}.{description.encode().hex()[:20]}",
-                modality="MR",
-                series_description=description,
-                protocol_name=None,
-                manufacturer=None,
-                model_name=None,
-                body_part=None,
-                series_number=i,
-                accession_number=None,
-                study_date=None,
-                series_date=None,
-                transfer_syntax="1.2.840.10008.1.2.1",
-            )
-        )
+    """One instance of a new series for each description."""
+    for description in descriptions:
+        store.record_instance(InstanceRecord.from_dataset(mr_instance(description), ExplicitVRLittleEndian))
 
 
 def labels(store: Store) -> dict[str, str | None]:
