@@ -17,7 +17,8 @@ from typing import Any
 from pydicom.multival import MultiValue
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DatabaseError
 
 from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
 from dicom_node.tables import Base, Correction, Description, Instance, Series, Study, description_hash, utcnow
@@ -214,7 +215,11 @@ class Store:
         self._inserts = {
             model: _insert_ignore(self.engine, model.__table__) for model in (Instance, Study, Series, Description)
         }
-        upgrade(self._writer, Base.metadata)
+        try:
+            upgrade(self._writer, Base.metadata)
+        except DatabaseError as exc:  # no such folder, no permission, not a database, server down
+            where = make_url(url).render_as_string(hide_password=True)
+            raise StoreError(f"cannot open the store {where}: {exc.orig}") from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -155,3 +155,12 @@ def test_import_refuses_a_bad_file_naming_the_row(node, tmp_path):
 
     (tmp_path / "other.json").write_text('[{"text": "t1"}]')
     assert "not an export" in node("import", tmp_path / "other.json").output
+
+
+def test_a_store_that_cannot_be_opened_is_a_clear_error(node, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a database, but long enough to look like a header" * 10)
+    for store, why in [("no/such/folder/store.sqlite", "unable to open"), ("notes.txt", "not a database")]:
+        result = node("mappings", store=store)
+        assert result.exit_code == 1
+        assert f"cannot open the store sqlite:///{tmp_path / store}: " in result.output and why in result.output
+        assert "Traceback" not in result.output
