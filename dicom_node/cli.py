@@ -282,11 +282,15 @@ def serve(settings) -> None:
     """
     from dicom_node.node import serve as run_node
     from dicom_node.store import SchemaError, StoreError
-    from slm.engine import ModelUnavailable
 
+    expected = (ConfigError, SchemaError, StoreError)
+    if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without
+        from slm.engine import ModelUnavailable
+
+        expected += (ModelUnavailable,)
     try:
         run_node(settings)
-    except (ConfigError, SchemaError, StoreError, ModelUnavailable) as exc:
+    except expected as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # the port is taken, the address is not ours, the storage folder is not writable
         raise click.ClickException(f"cannot start the node: {exc.strerror or exc}") from None

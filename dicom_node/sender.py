@@ -17,7 +17,14 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.dsutils import split_dataset
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import MediaStorageDirectoryStorage, Verification
+from pynetdicom.status import (
+    GENERAL_STATUS,
+    STATUS_SUCCESS,
+    STATUS_WARNING,
+    STORAGE_SERVICE_CLASS_STATUS,
+    code_to_category,
+)
 from tqdm import tqdm
 
 from dicom_node.network import NODELAY_HANDLERS, quiet_pynetdicom
@@ -33,11 +40,26 @@ class AssociationFailed(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one file: the peer's status, or None with the reason it was not stored."""
+    """What became of one file: the peer's status, or None with the reason it was not stored.
+
+    `skipped` files are not DICOM instances (other files, a DICOMDIR): nothing was asked of the peer."""
 
     path: Path
     status: int | None
     error: str | None = None
+    skipped: bool = False
+
+    @property
+    def stored(self) -> bool:
+        """The peer said it has the instance (Success, or a Warning such as coercion)."""
+        return self.status is not None and code_to_category(self.status) in (STATUS_SUCCESS, STATUS_WARNING)
+
+
+def describe_status(code: int) -> str:
+    """'Failure 0xC210 (Cannot Understand)': category, code and meaning, as PS3.4 names them."""
+    category = code_to_category(code)
+    meaning = (STORAGE_SERVICE_CLASS_STATUS.get(code) or GENERAL_STATUS.get(code) or ("", ""))[1]
+    return category if code == 0 else f"{category} 0x{code:04X}" + (f" ({meaning})" if meaning else "")
 
 
 def find_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -52,12 +74,13 @@ def find_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def _storage_key(path: Path) -> tuple[str, str] | None:
-    """(SOP Class UID, Transfer Syntax UID) from the file meta, or None if it is not a DICOM file."""
+    """(SOP Class UID, Transfer Syntax UID) from the file meta; None if it is not a DICOM instance."""
     try:
         meta, _ = split_dataset(path)
-        return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+        key = str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
     except (InvalidDicomError, AttributeError, OSError, EOFError):
         return None
+    return None if key[0] == MediaStorageDirectoryStorage else key
 
 
 def _application_entity(calling_aet: str, timeout: float) -> AE:
@@ -110,7 +133,7 @@ def send_files(
 ) -> list[Outcome]:
     """C-STORE `files` over one association, one Outcome per file, in order.
 
-    Files that are not DICOM are not sent (status None). If the association is lost midway, the
+    Files that are not DICOM instances are skipped. If the association is lost midway, the
     files not yet acknowledged get status None: only a returned status says what the peer has.
     """
     keys = {path: _storage_key(path) for path in files}
@@ -136,7 +159,7 @@ def send_files(
     try:
         for path in tqdm(files, unit="file", disable=not show_progress):
             if keys[path] is None:
-                settle(Outcome(path, None, "not a DICOM file"))
+                settle(Outcome(path, None, "not a DICOM instance", skipped=True))
             elif not assoc.is_established:
                 settle(Outcome(path, None, "association lost"))
             else:
