@@ -23,7 +23,6 @@ from slm.tasks import SERIES_LABELS
 
 MAPPING_FIELDS = ("description", "label", "confidence", "model_version", "mapped_at", "corrected", "series_count")
 CORRECTION_FIELDS = ("description", "label", "who", "note", "created_at")
-FORMATS = ("table", "json", "csv")
 TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep everything
 
 
