@@ -259,7 +259,11 @@ def _f(x: float) -> str:
 
 
 def _p(x: float) -> str:
-    return f"{x:.2g}" if x >= 1e-4 else "<1e-4"
+    return f"{x:.2g}" if x >= 1e-4 else "< 1e-4"
+
+
+def _p_is(x: float) -> str:
+    return f"p = {x:.2g}" if x >= 1e-4 else "p < 1e-4"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
@@ -282,7 +286,7 @@ def _labeling_lines(name: str, section: dict, plot: str | None) -> list[str]:
         rows.append([key, section["model"]["per_label"][key]["support"]]
                     + [_f(m["per_label"][key]["f1"]) for _, m in systems] + [test["b"], test["c"], _p(test["p_value"])])
     lines += _table(header, rows)
-    return lines + ([f"", f"![per-label F1]({plot})"] if plot else []) + [""]
+    return lines + (["", f"![per-label F1]({plot})"] if plot else []) + [""]
 
 
 def report_markdown(figures: dict, title: str, curves: bool) -> str:
@@ -306,7 +310,7 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
                         [["model", _f(h["model"]["accuracy"]), _f(h["model"]["macro_f1"])],
                          [f"rules ({h['rules_version']})", _f(h["rules"]["accuracy"]), _f(h["rules"]["macro_f1"])]])
         lines += ["", f"{h['n']} descriptions. McNemar model vs rules: b = {test['b']} (model right, rules wrong), "
-                  f"c = {test['c']}, p = {_p(test['p_value'])} ({test['method']}).", ""]
+                  f"c = {test['c']}, {_p_is(test['p_value'])} ({test['method']}).", ""]
         lines += _table(["class", "support", "F1 model", "F1 rules"],
                         [[c, h["model"]["per_class"][c]["support"], _f(h["model"]["per_class"][c]["f1"]),
                           _f(h["rules"]["per_class"][c]["f1"])] for c in SERIES_LABELS])
@@ -325,7 +329,7 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
                              _f(m["bleu"])])
         lines += _table(["", "scored", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU"], rows)
         lines += ["", f"Paired t-test on per-report ROUGE-L (without prefix), model minus most frequent: mean "
-                  f"difference {test['mean_difference']:+.3f}, t = {test['t']:.2f}, p = {_p(test['p_value'])}.", ""]
+                  f"difference {test['mean_difference']:+.3f}, t = {test['t']:.2f}, {_p_is(test['p_value'])}.", ""]
 
     if curves:
         lines += ["## Training curves", "", "![loss](loss.png)", ""]
