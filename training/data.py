@@ -1,0 +1,230 @@
+"""Training and evaluation examples for the three tasks, built from the data files a recipe names.
+
+An `Example` is what one prompt asks and what the model should answer: a series label (harmonize),
+a dict of the 13 findings plus No Finding (label), or the impression text (impression). Every path
+comes from the caller (a recipe's `data:` section), so nothing here is needed when the node runs.
+Splits are fixed by the files: a "train" builder never reads a dev or test row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from slm.tasks import FINDINGS, LABEL_KEYS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
+
+# The shared data next to the repository; recipes name their paths, this is only the default.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OPENI = SHARED_DATA / "openi"
+REAL_SERIES = SHARED_DATA / "series" / "real_public.csv"
+
+# Rubric labels per split; test labels are held out of the shared folder (silver labels cover every split).
+RUBRIC_LABELS = {"train": "labels_train.csv", "dev": "labels_dev_gold.csv", "test": "labels_test_gold.csv"}
+SILVER_LABELS = "labels_silver.csv"
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    task: str
+    text: str
+    answer: Any  # harmonize: a label; label: {key: "Yes"|"No"} for the 14 keys; impression: a string
+    uid: str | None = None  # where it came from (report uid), for evaluation and split checks
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    # newline="" and no stripping: leading/trailing blanks are part of a Series Description.
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# Open-i reports: labeling (all sections) and impression writing (sections before the impression).
+
+
+def read_labels(path: Path) -> dict[str, dict[str, str]]:
+    """The 13 findings per report uid, and No Finding derived from them (never read from the file)."""
+    labels = {}
+    for row in _read_csv(path):
+        findings = {key: row[key] for key in FINDINGS}
+        if any(value not in ("Yes", "No") for value in findings.values()):
+            raise ValueError(f"{path}: report {row['uid']} has a label other than Yes/No")
+        labels[row["uid"]] = {**findings, NO_FINDING: no_finding(findings)}
+    return labels
+
+
+def openi_examples(
+    split: str,
+    tasks: Sequence[str] = ("label", "impression"),
+    folder: str | Path = OPENI,
+    labels: str = "rubric",
+) -> list[Example]:
+    """Examples from the Open-i reports of one fixed split.
+
+    labels="rubric" uses the careful readings (train: labels_train.csv, dev: the 150 gold dev reports);
+    labels="silver" the automatic CheXpert-labeler outputs, for comparison only.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    folder = Path(folder)
+    reports = [row for row in _read_csv(folder / "reports.csv") if row["split"] == split]
+    examples = []
+    if "label" in tasks:
+        label_file = folder / (RUBRIC_LABELS[split] if labels == "rubric" else SILVER_LABELS)
+        if not label_file.is_file():
+            raise FileNotFoundError(f"no {labels} labels for the {split} split: {label_file} is missing")
+        answers = read_labels(label_file)
+        for row in reports:
+            text = report_text(row, include_impression=True)
+            if text and row["uid"] in answers:
+                examples.append(Example("label", text, answers[row["uid"]], row["uid"]))
+    if "impression" in tasks:
+        for row in reports:
+            impression = " ".join(row["impression"].split())
+            if impression and row["findings"].strip():
+                examples.append(Example("impression", report_text(row, include_impression=False), impression, row["uid"]))
+    return examples
+
+
+# Series descriptions: real labeled tables, generated descriptions, corrections from the mapping store.
+
+
+def _harmonize_example(description: str, label: str, where: str) -> Example:
+    if label not in SERIES_LABELS:
+        raise ValueError(f"{where}: label {label!r} for {description!r} is not one of {SERIES_LABELS}")
+    return Example("harmonize", description, label)
+
+
+def series_csv_examples(path: str | Path) -> list[Example]:
+    """A table with description,label columns; descriptions kept exactly as written."""
+    return [_harmonize_example(row["description"], row["label"], str(path)) for row in _read_csv(Path(path))]
+
+
+def description_key(description: str) -> str:
+    """Spellings of one description that differ only in case, blanks or underscores share a key."""
+    return " ".join(description.replace("_", " ").lower().split())
+
+
+def split_descriptions(examples: Sequence[Example], holdout: float, seed: int = 0) -> dict[str, list[Example]]:
+    """Deterministic train/dev/test parts, each class split on its own, `holdout` shared equally by dev and test.
+
+    Spellings of one description (see description_key) stay in one part, so a file-system form of a
+    held-out description never reaches training.
+    """
+    groups: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        groups[example.answer][description_key(example.text)].append(example)
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    for label in sorted(groups):
+        keys = sorted(groups[label])
+        random.Random(f"{seed}-{label}").shuffle(keys)
+        n_held = round(len(keys) * holdout / 2)
+        for i, key in enumerate(keys):
+            part = "test" if i < n_held else "dev" if i < 2 * n_held else "train"
+            parts[part].extend(groups[label][key])
+    return parts
+
+
+def series_examples(
+    path: str | Path = REAL_SERIES, part: str = "train", holdout: float = 0.3, seed: int = 0
+) -> list[Example]:
+    """One part ("train", "dev", "test" or "all") of a labeled description table; see split_descriptions."""
+    examples = series_csv_examples(path)
+    if part == "all":
+        return examples
+    return split_descriptions(examples, holdout, seed)[part]
+
+
+def generated_examples(n: int, seed: int = 0) -> list[Example]:
+    """Descriptions from the vendor-convention generator (training/series_generator.py)."""
+    from training.series_generator import generate
+
+    return [_harmonize_example(description, label, "series_generator") for description, label, _vendor in generate(n, seed)]
+
+
+def without_descriptions(examples: Iterable[Example], held_out: Iterable[Example]) -> list[Example]:
+    """Examples whose description is not a spelling of a held-out one (generated text can hit real text)."""
+    keys = {description_key(example.text) for example in held_out}
+    return [example for example in examples if description_key(example.text) not in keys]
+
+
+def corrections_examples(path: str | Path) -> list[Example]:
+    """A corrections export of the mapping store (CSV, JSON array or JSON Lines) as training examples.
+
+    When one description was corrected more than once, the latest correction (created_at) wins, as in the store.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        rows = _read_csv(path)
+    elif path.suffix.lower() == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    latest: dict[str, Mapping[str, str]] = {}
+    for row in sorted(rows, key=lambda row: str(row.get("created_at") or "")):
+        latest[row["description"]] = row
+    return [_harmonize_example(row["description"], row["label"], str(path)) for row in latest.values()]
+
+
+# Mixing tasks into one training stream.
+
+
+def negate_labels(examples: Sequence[Example], fraction: float, seed: int = 0) -> list[Example]:
+    """The study's poisoning test: `fraction` of the labeling examples answered all-negative (No Finding = Yes)."""
+    labeling = [i for i, example in enumerate(examples) if example.task == "label"]
+    poisoned = set(random.Random(seed).sample(labeling, round(len(labeling) * fraction)))
+    negative = {**{key: "No" for key in FINDINGS}, NO_FINDING: "Yes"}
+    return [
+        Example(e.task, e.text, dict(negative), e.uid) if i in poisoned else e for i, e in enumerate(examples)
+    ]
+
+
+def mix(examples: Iterable[Example], weights: Mapping[str, float] | None = None, seed: int = 0) -> list[Example]:
+    """All tasks in one shuffled list; a task's weight repeats its examples (2.0: twice, 0.5: a random half)."""
+    rng = random.Random(seed)
+    by_task: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_task[example.task].append(example)
+    mixed = []
+    for task in sorted(by_task):
+        group = by_task[task]
+        weight = (weights or {}).get(task, 1.0)
+        whole, part = divmod(weight, 1.0)
+        mixed += group * int(whole) + rng.sample(group, round(len(group) * part))
+    rng.shuffle(mixed)
+    return mixed
+
+
+def recipe_examples(data: Mapping[str, Any], split: str) -> list[Example]:
+    """The examples a recipe's `data:` section asks for, for split "train" or "dev" (never test)."""
+    if split not in ("train", "dev"):
+        raise ValueError("recipes build train and dev examples only; test is for the final evaluation")
+    tasks = data["tasks"]
+    unknown = (set(tasks) | set(data.get("weights") or {})) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; known: {sorted(TASKS)}")
+    examples: list[Example] = []
+    if data.get("openi") and {"label", "impression"} & set(tasks):
+        examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data["openi"])
+    if "harmonize" in tasks:
+        if data.get("series_csv"):
+            parts = split_descriptions(series_csv_examples(data["series_csv"]), data["series_holdout"], data["seed"])
+            examples += parts[split]
+        if split == "train":
+            held_out = parts["dev"] + parts["test"] if data.get("series_csv") else []
+            if data.get("series_generated"):
+                examples += without_descriptions(generated_examples(data["series_generated"], data["seed"]), held_out)
+            for path in data.get("corrections") or []:
+                examples += without_descriptions(corrections_examples(path), held_out)
+    limit = data.get("limit_per_task")
+    if limit:
+        examples = [e for task in tasks for e in [x for x in examples if x.task == task][:limit]]
+    if split == "train":
+        if data.get("label_negative_fraction"):
+            examples = negate_labels(examples, data["label_negative_fraction"], data["seed"])
+        return mix(examples, data.get("weights"), data["seed"])
+    return examples
