@@ -120,11 +120,11 @@ def _has_tokenizer(folder: Path) -> bool:
     return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
 
 
-def model_version(model, name: str) -> str:
-    """`name-<12 hex>`: sha256 over the config and every weight, so any change of either shows."""
+def model_version(model, tokenizer, name: str) -> str:
+    """`name-<12 hex>`: sha256 over the config, the vocabulary and every weight, so any change shows."""
     config = {k: v for k, v in model.config.to_dict().items()
               if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps([config, sorted(tokenizer.get_vocab().items())], default=str).encode())
     for key, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().to("cpu", torch.float32).contiguous()
         digest.update(f"{key}:{tuple(tensor.shape)}".encode())
@@ -136,7 +136,12 @@ def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
     """CUDA when asked or present (half precision: bf16 where supported, else fp16); CPU in fp32."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: auto, cpu, cuda, cuda:1, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available here")
     if device.type == "cuda":
         return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return device, torch.float32
@@ -181,17 +186,24 @@ class _Batch:
         return logprobs if all_logits else logprobs[:, -1]
 
     def repeated(self, times: int) -> _Batch:
-        """Each row `times` times in a row: candidates of one choice share their prompt's cache."""
+        """Each row `times` times in a row, leaving this batch as it is (extending never writes into a cache)."""
+        if times == 1:
+            return _Batch(self.model, self.kv, self.mask, self.pad_id)
         kv = [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.kv]
         return _Batch(self.model, kv, self.mask.repeat_interleave(times, 0), self.pad_id)
 
 
 @dataclass(frozen=True)
 class _Choice:
-    """The token ids of the allowed answers at one slot, as the model was trained to write them."""
+    """The token ids of the allowed answers at one slot, as the model was trained to write them.
+
+    `feeds` are what must run after the context to score every token of every answer: answers that
+    share their first tokens ("T","1" and "T","2") share one feed, single-token answers need none.
+    """
 
     options: tuple[str, ...]
     ids: tuple[tuple[int, ...], ...]
+    feeds: tuple[tuple[int, ...], ...]
 
     @classmethod
     def of(cls, tokenizer, options: Sequence[str], closing: str) -> _Choice:
@@ -200,7 +212,12 @@ class _Choice:
         if any(a != b and b[: len(a)] == a for a in ids for b in ids):
             close = encode_piece(tokenizer, closing)[0]
             ids = [option + (close,) for option in ids]
-        return cls(tuple(options), tuple(ids))
+        heads = {option[:-1] for option in ids if len(option) > 1}
+        feeds = sorted(h for h in heads if not any(o != h and o[: len(h)] == h for o in heads))
+        return cls(tuple(options), tuple(ids), tuple(feeds))
+
+    def feed_of(self, option: tuple[int, ...]) -> int:
+        return next(i for i, feed in enumerate(self.feeds) if feed[: len(option) - 1] == option[:-1])
 
 
 # The engine
@@ -212,7 +229,7 @@ class Engine:
     def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
                  impression_max_tokens: int = 128):
         model = model.float().eval()
-        self.version = model_version(model, name)
+        self.version = model_version(model, tokenizer, name)
         self.device, dtype = pick_device(device)
         self.model = model.to(self.device, dtype)
         self.tokenizer = tokenizer
@@ -250,9 +267,16 @@ class Engine:
         """The 14 Yes/No labels and, per key, the model's probability of Yes at that point of the answer."""
         return self._batched(texts, self._label_rows, self._label_walk)
 
-    @torch.inference_mode()
     def impression(self, texts: Sequence[str]) -> list[str]:
+        return [self.impression_text(ids) for ids in self.impression_tokens(texts)]
+
+    @torch.inference_mode()
+    def impression_tokens(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each impression as generated, after "IMPRESSION:" and before what stopped it."""
         return self._batched(texts, self._impression_rows, self._greedy)
+
+    def impression_text(self, ids: Sequence[int]) -> str:
+        return " ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split())
 
     # Prompts, fitted to the model's context
 
@@ -323,21 +347,20 @@ class Engine:
 
     def _scores(self, batch: _Batch, first: torch.Tensor, choice: _Choice) -> torch.Tensor:
         """Sum of log-probs of each answer's tokens, [B, options]; `first` is the next-token log-probs."""
-        ids = choice.ids
-        scores = first[:, [option[0] for option in ids]]
-        longest = max(len(option) for option in ids)
-        if longest == 1:
+        scores = first[:, [option[0] for option in choice.ids]]
+        if not choice.feeds:
             return scores
-        # Every row's cache repeated once per answer; each copy reads its answer's remaining tokens.
-        expanded = batch.repeated(len(ids))
-        feed = [list(option[:-1]) or [option[0]] for option in ids]
-        logprobs = expanded.extend([feed[j] for _ in range(len(first)) for j in range(len(ids))],
-                                   pad_left=False, all_logits=True)
-        logprobs = logprobs.view(len(first), len(ids), *logprobs.shape[1:])
+        # Every row's cache once per feed; each copy reads the tokens that follow in its answers.
+        feeds = len(choice.feeds)
+        logprobs = batch.repeated(feeds).extend([list(feed) for _ in range(len(first)) for feed in choice.feeds],
+                                                pad_left=False, all_logits=True)
+        logprobs = logprobs.view(len(first), feeds, *logprobs.shape[1:])
         rest = torch.zeros_like(scores)
-        for j, option in enumerate(ids):
-            for t, token in enumerate(option[1:]):
-                rest[:, j] += logprobs[:, j, t, token]
+        for j, option in enumerate(choice.ids):
+            if len(option) > 1:
+                f = choice.feed_of(option)
+                for t, token in enumerate(option[1:]):
+                    rest[:, j] += logprobs[:, f, t, token]
         return scores + rest
 
     def _harmonize_scores(self, rows: list[list[int]]) -> list[torch.Tensor]:
@@ -359,7 +382,7 @@ class Engine:
                 logprobs = batch.extend([answer + following for answer in answers])
         return list(zip(labels, yes))
 
-    def _greedy(self, rows: list[list[int]]) -> list[str]:
+    def _greedy(self, rows: list[list[int]]) -> list[list[int]]:
         batch, logprobs = self._start(IMPRESSION, rows)
         stops, banned = self._stop_tokens()
         budget = max(1, min(self.impression_max_tokens, self.max_positions - max(map(len, rows))))
@@ -377,12 +400,7 @@ class Engine:
             if bool(done.all()) or step + 1 == budget:
                 break
             logprobs = batch.extend([[token] for token in tokens.tolist()])
-        texts = []
-        for ids in generated:
-            if ids and ids[-1] in stops:
-                ids = ids[:-1]
-            texts.append(" ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split()))
-        return texts
+        return [ids[:-1] if ids[-1] in stops else ids for ids in generated]
 
     def _stop_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens that end an impression (end of sequence, any newline) and tokens it never contains."""
@@ -400,7 +418,7 @@ class Engine:
 
     @torch.inference_mode()
     def study_decode(self, task_name: str, texts: Sequence[str], num_beams: int = 5) -> tuple[list, int]:
-        """HF generate with beam search and sampling, then the tasks' parsers: (outputs, generated tokens).
+        """HF generate with beam search and sampling, then the tasks' parsers: (outputs, tokens generated).
 
         An output the parser cannot read is None. Generation stops at end of sequence or after as many
         tokens as the longest valid answer has.
@@ -422,7 +440,7 @@ class Engine:
                 input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=True, max_new_tokens=limit,
                 pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id,
             )[:, width:]
-            tokens += int((generated != self.pad_id).sum())
+            tokens += int(((generated != self.pad_id) & (generated != self.tokenizer.eos_token_id)).sum())
             outputs += [_PARSERS[task.name](text) for text in
                         self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
         return outputs, tokens

@@ -132,6 +132,14 @@ def test_an_answer_that_begins_another_is_scored_with_what_closes_it(engine):
     assert choice.ids[0] == tuple(encode_piece(engine.tokenizer, "T")) + (close,)
 
 
+def test_answers_that_share_their_first_tokens_share_one_feed(engine):
+    choice = engine.harmonize_choice
+    t1, t2 = choice.ids[:2]
+    assert len(t1) > 1 and t1[:-1] == t2[:-1]  # the tiny tokenizer splits "T1" and "T2" alike
+    assert choice.feeds[choice.feed_of(t1)] == choice.feeds[choice.feed_of(t2)]
+    assert len(choice.feeds) < sum(len(ids) > 1 for ids in choice.ids)
+
+
 def test_lora_adapter_is_merged_whether_named_beside_its_base_or_alone(folder, engine, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(str(folder))
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

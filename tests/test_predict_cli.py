@@ -109,3 +109,9 @@ def test_harmonizer_choice_is_for_harmonize_only(folder):
     result = predict(["--task", "label", "--model", str(folder), "--harmonizer", "rules"], "")
     assert result.exit_code == 2
     assert "--task harmonize only" in result.stderr
+
+
+def test_unknown_device_is_a_clear_error(folder):
+    result = predict(["--task", "label", "--model", str(folder), "--device", "tpu9"], jsonl([{"text": "x"}]))
+    assert result.exit_code == 1
+    assert "unknown device 'tpu9'" in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,160 @@
+"""Inference speed: the engine against the study's decoding, same model, same device, same run.
+
+    python bench/inference.py [--descriptions 256] [--reports 64] [--threads N] [--json out.json]
+
+The engine scores the allowed answers with shared key-value caches (harmonize, label) and decodes
+impressions greedily; the study's decoding is HF generate with 5 beams and sampling, then the
+parsers, bounded by the longest valid answer. Rows: the embedded model on the CPU (a fresh model of
+the embedded size when slm/default_model/ has not been built), and an OPT-350m-shaped model with
+random weights on the GPU when CUDA is available. Inputs: real series descriptions and Open-i dev
+reports from ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+from slm.engine import EMBEDDED_MODEL, Engine, ModelUnavailable, load_engine
+from slm.tasks import FINDINGS, HARMONIZE, LABEL, SERIES_LABELS, YES_NO, report_text, target_pieces
+from training.scratch import new_opt_model
+from training.tokenizer import train_tokenizer
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BATCH = 32
+# facebook/opt-350m's dimensions (its config.json), for a same-shaped model with random weights.
+OPT_350M = dict(hidden_size=1024, num_hidden_layers=24, ffn_dim=4096, num_attention_heads=16, word_embed_proj_dim=512,
+                vocab_size=50272, max_position_embeddings=2048, do_layer_norm_before=False, activation_function="relu")
+
+
+def load_inputs(descriptions: int, reports: int) -> tuple[list[str], list[str], list[str]]:
+    """Series descriptions, full reports (to label) and reports without their impression (to write one)."""
+    with open(DATA / "series" / "real_public.csv", newline="", encoding="utf-8") as f:
+        series = [row["description"] for row in csv.DictReader(f)]
+    with open(DATA / "openi" / "reports.csv", newline="", encoding="utf-8") as f:
+        dev = [row for row in csv.DictReader(f) if row["split"] == "dev" and row["findings"]]
+    full = [report_text(row) for row in dev]
+    without = [report_text(row, include_impression=False) for row in dev]
+    return (series * (descriptions // len(series) + 1))[:descriptions], full[:reports], without[:reports]
+
+
+def embedded_engine(device: str) -> tuple[Engine, str]:
+    try:
+        return load_engine("embedded", device=device, batch_size=BATCH), "embedded model"
+    except ModelUnavailable:
+        with open(DATA / "openi" / "reports.csv", newline="", encoding="utf-8") as f:
+            texts = [report_text(row) for row in csv.DictReader(f) if row["split"] == "train"]
+        # Answers too, as the embedded model's tokenizer sees them in its training text.
+        answers = [" ".join(target_pieces(HARMONIZE, label, label)) for label in SERIES_LABELS]
+        answers += [" ".join(target_pieces(LABEL, "", {key: yes for key in FINDINGS})) for yes in YES_NO]
+        tokenizer = train_tokenizer(texts + answers * 10)
+        model = new_opt_model(tokenizer, size="embedded")
+        note = f"fresh embedded-size model, random weights ({EMBEDDED_MODEL} not built)"
+        return Engine(model, tokenizer, "embedded-size-random", device=device, batch_size=BATCH), note
+
+
+def opt_350m_engine(tokenizer) -> Engine:
+    torch.manual_seed(0)
+    config = OPTConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, **OPT_350M)
+    return Engine(OPTForCausalLM(config), tokenizer, "opt-350m-shaped-random", device="cuda", batch_size=BATCH)
+
+
+def timed(engine: Engine, work) -> tuple[float, object]:
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = work()
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def invalid(outputs) -> str:
+    return f"{sum(output is None for output in outputs)}/{len(outputs)}"
+
+
+def measure(engine: Engine, descriptions: list[str], reports: list[str], without: list[str], single: int) -> list[dict]:
+    """One row per measure: engine and study rates (items or tokens per second) and the study's invalid outputs."""
+    engine.harmonize(descriptions[:4]), engine.label(reports[:2]), engine.impression_tokens(without[:2])  # warm up
+    torch.manual_seed(0)
+    rows = []
+
+    def one_at_a_time(run):
+        return [run([text]) for text in descriptions[:single]]
+
+    seconds, _ = timed(engine, lambda: one_at_a_time(engine.harmonize))
+    study_seconds, outputs = timed(engine, lambda: one_at_a_time(lambda t: engine.study_decode("harmonize", t)[0]))
+    rows.append(dict(measure="harmonizations/s, batch 1", engine=single / seconds, study=single / study_seconds,
+                     invalid=invalid([o for batch in outputs for o in batch])))
+
+    seconds, _ = timed(engine, lambda: engine.harmonize(descriptions))
+    study_seconds, (outputs, _) = timed(engine, lambda: engine.study_decode("harmonize", descriptions))
+    rows.append(dict(measure=f"harmonizations/s, batch {BATCH}", engine=len(descriptions) / seconds,
+                     study=len(descriptions) / study_seconds, invalid=invalid(outputs)))
+
+    seconds, _ = timed(engine, lambda: engine.label(reports))
+    study_seconds, (outputs, _) = timed(engine, lambda: engine.study_decode("label", reports))
+    rows.append(dict(measure=f"reports labeled/s, batch {BATCH}", engine=len(reports) / seconds,
+                     study=len(reports) / study_seconds, invalid=invalid(outputs)))
+
+    seconds, generated = timed(engine, lambda: engine.impression_tokens(without))
+    study_seconds, (_, study_tokens) = timed(engine, lambda: engine.study_decode("impression", without))
+    rows.append(dict(measure=f"impression tokens/s, batch {BATCH}", engine=sum(map(len, generated)) / seconds,
+                     study=study_tokens / study_seconds, invalid="n/a"))
+    return rows
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| model | device | measure | engine | study decoding | engine / study | study invalid |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['device']} | {r['measure']} | {r['engine']:.1f} | {r['study']:.2f} "
+                     f"| {r['engine'] / r['study']:.1f}x | {r['invalid']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--descriptions", type=int, default=256, help="descriptions harmonized in batches")
+    parser.add_argument("--single", type=int, default=32, help="descriptions harmonized one at a time")
+    parser.add_argument("--reports", type=int, default=64, help="reports labeled, and impressions written")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    descriptions, reports, without = load_inputs(args.descriptions, args.reports)
+
+    results, notes = [], []
+    engine, note = embedded_engine("cpu")
+    notes.append(f"CPU: {note}; {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} "
+                 f"on {os.cpu_count()} cores")
+    for row in measure(engine, descriptions, reports, without, args.single):
+        results.append(dict(model=engine.version, device="cpu", **row))
+    if torch.cuda.is_available():
+        gpu = opt_350m_engine(engine.tokenizer)
+        notes.append(f"GPU: {torch.cuda.get_device_name()}, {gpu.model.dtype}; OPT-350m-shaped, random weights, "
+                     "with the CPU model's tokenizer")
+        for row in measure(gpu, descriptions, reports, without, args.single):
+            results.append(dict(model=gpu.version, device="cuda", **row))
+    else:
+        notes.append("GPU: skipped, CUDA is not available here")
+
+    print(table(results))
+    print()
+    for line in notes:
+        print(f"- {line}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "notes": notes}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
