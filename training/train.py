@@ -86,6 +86,7 @@ class TrainConfig(_Recipe):
     threads: int | None = None
     dev_loss: bool = True
     save_every: int = Field(0, ge=0)
+    checkpoint_dir: str | None = None
     export_epochs: list[int] = []
     save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     resume: bool = False
@@ -352,12 +353,12 @@ def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: st
 
 
 def train(config: TrainConfig | Mapping[str, Any]) -> Path:
-    """Run a recipe; returns the output folder (the final model, loss.csv/png, checkpoint/, summary.json)."""
+    """Run a recipe; returns the output folder (the final model, loss.csv/png, recipe.yaml, summary.json)."""
     if not isinstance(config, TrainConfig):
         config = TrainConfig.model_validate(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint" / "state.pt"
+    checkpoint_path = Path(config.checkpoint_dir or out / "checkpoint") / "state.pt"
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     if config.threads:
@@ -396,7 +397,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
 
     step, start_epoch, start_batch, curves = 0, 0, 0, []
     if config.resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         missing = set(trainable_state(model)) - set(state["model"])
         if missing:
             raise ValueError(f"{checkpoint_path} does not match this recipe's model ({len(missing)} tensors missing)")
@@ -405,6 +406,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") and device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, start_epoch, start_batch, curves = state["step"], state["epoch"], state["batch"], state["curves"]
     elif config.base == "scratch":
         tokenizer.save_pretrained(out)  # a resumed run reads the same tokenizer back
@@ -412,18 +415,18 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
 
     def checkpoint(epoch: int, batch: int) -> None:
         state = dict(model=trainable_state(model), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                     scaler=scaler.state_dict(), rng=torch.get_rng_state(), step=step, epoch=epoch, batch=batch, curves=curves)
+                     scaler=scaler.state_dict(), rng=torch.get_rng_state(), step=step, epoch=epoch, batch=batch, curves=curves,
+                     cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
         save_checkpoint(checkpoint_path, state)
 
     stop_at = min(total_steps, config.max_steps or total_steps)
     progress = tqdm(total=stop_at, initial=step, desc="training", unit="step", dynamic_ncols=True)
     tokens_seen, started, cpu_started = 0, time.perf_counter(), time.process_time()
-    epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(lengths, config.batch_size, config.seed * 1000 + epoch, config.group_by_length)
         first = start_batch if epoch == start_epoch else 0
         for b in range(first, len(batches), config.grad_accum):
-            if step >= stop_at:
+            if step >= stop_at:  # max_steps reached inside this epoch
                 break
             group = batches[b : b + config.grad_accum]
             step_loss = 0.0
