@@ -93,7 +93,8 @@ def _load_model(path: str, adapter: str | None):
             model = PeftModel.from_pretrained(model, str(adapter_folder)).merge_and_unload()
             name = f"{name}+{adapter_folder.name}"
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(f"cannot load model {path!r}{f' with adapter {adapter!r}' if adapter else ''}: {exc}") from None
+        with_adapter = f" with adapter {adapter!r}" if adapter else ""
+        raise ModelUnavailable(f"cannot load model {path!r}{with_adapter}: {exc}") from None
     return model, tokenizer, name
 
 
@@ -257,7 +258,8 @@ class Engine:
     @torch.inference_mode()
     def harmonize_scores(self, texts: Sequence[str]) -> torch.Tensor:
         """Log-probability of each of the seven labels as the answer, [N, 7] (before normalizing over them)."""
-        return torch.stack(self._batched(texts, self._harmonize_rows, self._harmonize_scores))
+        scores = self._batched(texts, self._harmonize_rows, self._harmonize_scores)
+        return torch.stack(scores) if scores else torch.empty((0, len(SERIES_LABELS)))
 
     def label(self, texts: Sequence[str]) -> list[dict[str, str]]:
         return [labels for labels, _ in self.label_with_scores(texts)]

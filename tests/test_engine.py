@@ -58,6 +58,10 @@ def test_untrained_model_gives_valid_outputs(engine):
         assert text and "\n" not in text and not text.startswith(IMPRESSION_PREFIX)
 
 
+def test_no_inputs_no_outputs(engine):
+    assert engine.harmonize([]) == engine.label([]) == engine.impression([]) == []
+
+
 def test_outputs_are_deterministic(folder, engine):
     again = load_engine(str(folder), device="cpu", batch_size=4, impression_max_tokens=24)
     assert again.version == engine.version
