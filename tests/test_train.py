@@ -64,7 +64,8 @@ def test_loss_counts_response_tokens_only(base, tokenizer):
         for t in range(len(ids))
         if labels[t] != IGNORE
     ]
-    assert len(terms) == sum(len(encode_target(tokenizer, target_pieces(TASKS["harmonize"], t, "T2"))) for t in ("AX T2 FSE", "T2"))
+    targets = [encode_target(tokenizer, target_pieces(TASKS["harmonize"], t, "T2")) for t in ("AX T2 FSE", "T2")]
+    assert len(terms) == sum(map(len, targets))
     assert float(loss) == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
     assert batch["labels"][1, len(rows[1][0]):].eq(IGNORE).all()  # padding never counts
 
@@ -113,6 +114,8 @@ def test_resume_continues_where_the_checkpoint_stopped(tmp_path):
 def test_scratch_model_saves_fp16_weights_once_and_loads_in_fp32(tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from slm.engine import load_engine
+
     out = train(tiny(tmp_path, "save_dtype=float16", "max_steps=1", "epochs=1"))
     with safe_open(out / "model.safetensors", "pt") as f:
         keys = list(f.keys())
@@ -120,6 +123,7 @@ def test_scratch_model_saves_fp16_weights_once_and_loads_in_fp32(tmp_path):
     assert "lm_head.weight" not in keys  # tied to the token embeddings, stored once
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.dtype == torch.float32 and model.config.max_position_embeddings == 512
+    assert load_engine(str(out), device="cpu").harmonize(["AX T2 FSE"])[0].label in SERIES_LABELS
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["train"]) == {"harmonize", "label", "impression"}
     assert (out / "loss.png").stat().st_size > 0 and (out / "tokenizer.json").is_file()

@@ -132,7 +132,8 @@ def fit_prompt(tokenizer, task, text: str, budget: int) -> list[int] | None:
         return ids
     if len(encode_prompt(tokenizer, task, "")) > budget:
         return None
-    starts = [start for start, _ in tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts = [start for start, _ in offsets]
     lo, hi = 1, len(starts)  # tokens to drop; dropping all of them leaves the empty input, which fits
     while lo < hi:
         mid = (lo + hi) // 2
@@ -177,7 +178,8 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, group_by_l
     rng.shuffle(order)
     if group_by_length:
         window = batch_size * 50
-        order = [i for s in range(0, len(order), window) for i in sorted(order[s : s + window], key=lambda i: -lengths[i])]
+        windows = [order[s : s + window] for s in range(0, len(order), window)]
+        order = [i for part in windows for i in sorted(part, key=lambda i: -lengths[i])]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if group_by_length:
         rng.shuffle(batches)
@@ -209,7 +211,8 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
         else:
             tokenizer = train_tokenizer(tokenizer_texts(examples), config.vocab_size)
         # Positions past max_length would never be trained; the engine cuts inputs to the positions there are.
-        return tokenizer, new_opt_model(tokenizer, config.size, seed=config.seed, max_position_embeddings=config.max_length)
+        model = new_opt_model(tokenizer, config.size, seed=config.seed, max_position_embeddings=config.max_length)
+        return tokenizer, model
     # A local base is named by its absolute path, so the adapter still finds it from anywhere.
     base = str(Path(config.base).resolve()) if Path(config.base).is_dir() else config.base
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -279,7 +282,8 @@ def save_curves(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
         points = [(r["step"], r["loss"]) for r in rows if r["split"] == split]
         if split == "train" and len(points) > 20:  # a running mean shows the trend through batch-to-batch noise
             window = max(1, len(points) // 50)
-            points = [(points[i][0], sum(p[1] for p in points[i - window + 1 : i + 1]) / window) for i in range(window - 1, len(points))]
+            losses = [loss for _, loss in points]
+            points = [(points[i][0], sum(losses[i - window + 1 : i + 1]) / window) for i in range(window - 1, len(points))]
         if points:
             ax.plot(*zip(*points), style, label=f"{split} loss")
     ax.set_xlabel("optimizer step")
@@ -344,7 +348,8 @@ def token_counts(examples: Sequence[Example], rows) -> dict[str, dict[str, int]]
 
 def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: str):
     """Token ids of every example that fits; the ones whose target alone is too long are reported and left out."""
-    pairs = [(e, encode_example(tokenizer, e, max_length)) for e in tqdm(examples, desc=f"tokenizing {what}", leave=False)]
+    examples = tqdm(examples, desc=f"tokenizing {what}", leave=False)
+    pairs = [(e, encode_example(tokenizer, e, max_length)) for e in examples]
     dropped = sum(rows is None for _, rows in pairs)
     if dropped:
         tqdm.write(f"{what}: {dropped} examples left out, their target alone exceeds max_length={max_length}")
@@ -371,7 +376,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     dev_examples = recipe_examples(data, "dev") if config.dev_loss else []
     tokenizer, model = build_model(config, train_examples, out)
     if config.max_length > getattr(model.config, "max_position_embeddings", config.max_length):
-        raise ValueError(f"max_length {config.max_length} exceeds the model's {model.config.max_position_embeddings} positions")
+        positions = model.config.max_position_embeddings
+        raise ValueError(f"max_length {config.max_length} exceeds the model's {positions} positions")
     train_examples, train_rows = encode_all(tokenizer, train_examples, config.max_length, "train")
     dev_examples, dev_rows = encode_all(tokenizer, dev_examples, config.max_length, "dev")
     if not train_rows:
@@ -415,8 +421,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
 
     def checkpoint(epoch: int, batch: int) -> None:
         state = dict(model=trainable_state(model), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                     scaler=scaler.state_dict(), rng=torch.get_rng_state(), step=step, epoch=epoch, batch=batch, curves=curves,
-                     cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
+                     scaler=scaler.state_dict(), step=step, epoch=epoch, batch=batch, curves=curves,
+                     rng=torch.get_rng_state(), cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None)
         save_checkpoint(checkpoint_path, state)
 
     stop_at = min(total_steps, config.max_steps or total_steps)
@@ -431,7 +437,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
             group = batches[b : b + config.grad_accum]
             step_loss = 0.0
             for indices in group:
-                batch = {k: v.to(device) for k, v in collate([train_rows[i] for i in indices], tokenizer.pad_token_id).items()}
+                rows = [train_rows[i] for i in indices]
+                batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     loss = model(**batch, use_cache=False).loss / len(group)
                 scaler.scale(loss).backward()
@@ -479,7 +486,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
         tokens_this_run=tokens_seen,
         seconds_this_run=round(elapsed, 1),
         tokens_per_second=round(tokens_seen / max(elapsed, 1e-9), 1),
-        cpu_seconds_this_run=round(time.process_time() - cpu_started, 1),  # on a shared machine, wall time understates speed
+        cpu_seconds_this_run=round(time.process_time() - cpu_started, 1),  # on a shared machine wall time understates
         device=str(device),
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -493,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     try:
         out = train(load_config(argv[0], argv[1:]))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # a bad recipe, a missing data file, a base model that cannot be loaded
         raise SystemExit(f"error: {exc}") from None
     print(f"model saved to {out}")
 
