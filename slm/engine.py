@@ -430,8 +430,8 @@ class Engine:
             rows = [self._impression_rows(text)[: -len(self.impression_prefix)] for text in texts]
             limit = len(self.impression_prefix) + self.impression_max_tokens
         else:
-            rows = [encode_prompt(self.tokenizer, task, text) for text in texts]
             limit = max(self._longest_answer(task, text) for text in texts)
+            rows = [self._fit(text, lambda t: encode_prompt(self.tokenizer, task, t), limit) for text in texts]
         outputs, tokens = [], 0
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start: start + self.batch_size]
