@@ -309,10 +309,22 @@ def _association_options(command):
             type=click.Path(exists=True, dir_okay=False),
             help="CA certificates (PEM) that signed the peer's certificate (default: the system's).",
         ),
-        click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Our certificate (PEM), for peers that require one."),
-        click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="The private key (PEM) of --tls-cert."),
+        click.option(
+            "--tls-cert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Our certificate (PEM), for peers that require one.",
+        ),
+        click.option(
+            "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The private key (PEM) of --tls-cert."
+        ),
         click.option("--tls-no-verify", is_flag=True, help="Accept any peer certificate (tests only)."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True, help="Seconds to wait for the peer."),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for the peer.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -361,28 +373,38 @@ def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     """
     from collections import Counter
 
-    from dicom_node.sender import AssociationFailed, describe_status, find_files, send_files
+    from dicom_node.sender import AssociationFailed, find_files, send_files
 
     files = find_files(paths)
     try:
         outcomes = send_files(
-            host, port, files, calling_aet=aet, called_aet=aec, tls=_tls_args(host, **tls), timeout=timeout,
+            host,
+            port,
+            files,
+            calling_aet=aet,
+            called_aet=aec,
+            tls=_tls_args(host, **tls),
+            timeout=timeout,
             show_progress=True,
         )
     except AssociationFailed as exc:
         raise click.ClickException(str(exc)) from None
-    summary = Counter(
-        "skipped (not DICOM instances)" if o.skipped else describe_status(o.status) if o.status is not None
-        else f"not stored ({o.error})"
-        for o in outcomes
-    )
     for outcome in outcomes:
         if not outcome.stored and not outcome.skipped:
-            reason = describe_status(outcome.status) if outcome.status is not None else outcome.error
-            click.echo(f"{outcome.path}: {reason}", err=True)
-    click.echo(f"{len(files)} files to {aec} at {host}:{port}: " + ", ".join(f"{n} {what}" for what, n in summary.most_common()))
-    if any(not o.stored and not o.skipped for o in outcomes):
+            click.echo(f"{outcome.path}: {_what_became_of(outcome)}", err=True)
+    summary = Counter(_what_became_of(outcome) for outcome in outcomes).most_common()
+    click.echo(f"{len(files)} files to {aec} at {host}:{port}: " + ", ".join(f"{n} {what}" for what, n in summary))
+    if any(not outcome.stored and not outcome.skipped for outcome in outcomes):
         sys.exit(1)
+
+
+def _what_became_of(outcome) -> str:
+    from dicom_node.sender import describe_status
+
+    if outcome.skipped:
+        return "skipped (not DICOM instances)"
+    return describe_status(outcome.status) if outcome.status is not None else f"not stored ({outcome.error})"
+
 
 def main() -> None:
     cli(prog_name="slmnode")

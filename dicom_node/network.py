@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 
+from pydicom import config as pydicom_config
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 
@@ -28,18 +29,23 @@ def set_tcp_nodelay(event: evt.Event) -> None:
 NODELAY_HANDLERS = [(evt.EVT_CONN_OPEN, set_tcp_nodelay)]
 
 
-def quiet_pynetdicom() -> None:
-    """Silence pynetdicom's per-message logging: it costs time on every PDU and says nothing we need."""
+def quiet_dicom_libraries() -> None:
+    """Turn off pynetdicom's per-message logging and pydicom's value validation, process-wide.
+
+    Both cost time on every message and neither tells the node anything it acts on: odd values (a
+    10,000-character description) are tolerated and stored as they came, and pydicom would otherwise
+    log a warning for each such instance.
+    """
     pynetdicom_config.LOG_HANDLER_LEVEL = "none"
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
 
 
 def server_tls_context(tls: TLSSettings) -> ssl.SSLContext:
     """The SCP's TLS context from settings.dicom.tls; a missing file is a ConfigError naming the key."""
     if not tls.certificate or not tls.private_key:
-        raise ConfigError(
-            "dicom.tls.certificate and dicom.tls.private_key are required when dicom.tls.enabled is true"
-        )
+        raise ConfigError("dicom.tls.certificate and dicom.tls.private_key are required when dicom.tls.enabled is true")
     if tls.verify_clients and not tls.ca_certificates:
         raise ConfigError("dicom.tls.ca_certificates is required when dicom.tls.verify_clients is true")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -66,7 +66,11 @@ class Node:
     def describe(self) -> str:
         """One line for the log: who, where, how; the store's password left out."""
         dicom, storage = self.settings.dicom, self.settings.storage
-        tls = "on" + (", client certificates required" if dicom.tls.verify_clients else "") if dicom.tls.enabled else "off"
+        tls = (
+            "on" + (", client certificates required" if dicom.tls.verify_clients else "")
+            if dicom.tls.enabled
+            else "off"
+        )
         where = f"storage=files in {storage.folder}" if storage.mode == "files" else "storage=metadata only"
         url = make_url(self.settings.store.url).render_as_string(hide_password=True)
         return (

@@ -28,7 +28,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
-from dicom_node.network import NODELAY_HANDLERS, quiet_pynetdicom, server_tls_context
+from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
 from dicom_node.store import InstanceRecord, MissingTag, Store
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` so that `path` holds either nothing or all of it, on disk, even after a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(path.parent)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
@@ -109,12 +109,29 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    # The rename itself is durable only once the folder's entry is on disk.
-    folder = os.open(path.parent, os.O_RDONLY)
+    _fsync_folder(path.parent)  # the rename is durable only once the folder's entry is on disk
+
+
+def _make_folders(folder: Path) -> None:
+    """Create `folder` and its missing parents, each new one's entry made durable in its parent."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:  # another association created it meanwhile
+            continue
+        _fsync_folder(new.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(folder)
+        os.fsync(descriptor)
     finally:
-        os.close(folder)
+        os.close(descriptor)
 
 
 def _loggable(exc: Exception) -> str:
@@ -186,7 +203,7 @@ def make_ae(settings: Settings) -> AE:
 
 def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     """Start serving in background threads; `.server_address` has the bound port, `.shutdown()` stops."""
-    quiet_pynetdicom()
+    quiet_dicom_libraries()
     dicom = settings.dicom
     ssl_context = server_tls_context(dicom.tls) if dicom.tls.enabled else None
     handlers = [

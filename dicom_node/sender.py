@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from pynetdicom.status import (
 )
 from tqdm import tqdm
 
-from dicom_node.network import NODELAY_HANDLERS, quiet_pynetdicom
+from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries
 
 MAX_PRESENTATION_CONTEXTS = 128  # PS3.8: context IDs are odd numbers 1-255
 
@@ -84,7 +85,7 @@ def _storage_key(path: Path) -> tuple[str, str] | None:
 
 
 def _application_entity(calling_aet: str, timeout: float) -> AE:
-    quiet_pynetdicom()
+    quiet_dicom_libraries()
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     return ae
@@ -117,6 +118,21 @@ def echo(
         return int(response.Status) if "Status" in response else None
     finally:
         assoc.release()
+
+
+def wait_until_answering(
+    host: str, port: int, seconds: float, still_starting: Callable[[], bool] = lambda: True, **association
+) -> bool:
+    """True once the node at host:port answers a C-ECHO with Success; False after `seconds`, or as soon
+    as `still_starting()` says the node is gone (a process that exited, say)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and still_starting():
+        try:
+            if echo(host, port, timeout=2, **association) == 0:
+                return True
+        except AssociationFailed:
+            time.sleep(0.2)
+    return False
 
 
 def send_files(

@@ -15,7 +15,7 @@ LATIN_1 = "Séquence T1 Gd+ Schädel coronal"
 UTF_8 = "T1 轴位 增强 – Kopf äöü"
 JAPANESE = "頭部ＭＲＡ T1強調"
 
-# pydicom warns, writing and reading, that LO holds 64 characters: the 10,000-character case is on purpose.
+# pydicom warns, writing the test files, that LO holds 64 characters: the 10,000-character case is on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:The value length")
 
 

@@ -15,7 +15,7 @@ import pydicom
 import yaml
 
 from dicom_factory import mr_instance, write_files
-from dicom_node.sender import AssociationFailed, echo, send_files
+from dicom_node.sender import send_files, wait_until_answering
 from dicom_node.store import Store
 from helpers_dicom import TIMEOUT, free_port, stored_instances
 
@@ -42,13 +42,8 @@ def start_serving(config, port):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and node.poll() is None:
-        try:
-            if echo("127.0.0.1", port, timeout=2) == 0:
-                return node
-        except AssociationFailed:
-            time.sleep(0.2)
+    if wait_until_answering("127.0.0.1", port, 60, lambda: node.poll() is None):
+        return node
     node.kill()
     raise AssertionError(f"slmnode serve did not come up: {node.communicate()[1].decode()[-2000:]}")
 

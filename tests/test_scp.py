@@ -19,7 +19,15 @@ from pynetdicom import AE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification
 
-from dicom_factory import brain_study, ct_instance, jpeg_baseline_undecodable, mr_instance, rle_compressed, sr_instance, write_files
+from dicom_factory import (
+    brain_study,
+    ct_instance,
+    jpeg_baseline_undecodable,
+    mr_instance,
+    rle_compressed,
+    sr_instance,
+    write_files,
+)
 from dicom_node.network import client_tls_context
 from dicom_node.sender import AssociationFailed, echo, open_association, send_files
 from helpers_dicom import TIMEOUT, start_node, stored_instances
@@ -215,3 +223,29 @@ def test_tls_association_with_client_certificates(tmp_path, pki):
         with pytest.raises(AssociationFailed):
             echo("127.0.0.1", node.port, tls=(untrusted, "127.0.0.1"), timeout=TIMEOUT)
     assert isinstance(client, ssl.SSLContext)
+
+
+def test_echo_and_send_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from dicom_node.cli import cli
+
+    paths = write_files([mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut")], tmp_path / "in")
+    paths[2].write_bytes(paths[2].read_bytes()[:-10])
+    (tmp_path / "in" / "README.txt").write_text("not DICOM")
+    runner = CliRunner()
+    with start_node(tmp_path, dicom={"allowed_calling_aes": ["SLMSCU"]}) as node:
+        port = str(node.port)
+        echoed = runner.invoke(cli, ["echo", "127.0.0.1", port])
+        sent = runner.invoke(cli, ["send", "127.0.0.1", port, str(tmp_path / "in")])
+        refused = runner.invoke(cli, ["send", "--aet", "INTRUDER", "127.0.0.1", port, str(paths[0])])
+        stored = stored_instances(node)
+    assert (echoed.exit_code, echoed.output) == (0, f"C-ECHO ANY-SCP at 127.0.0.1:{port}: Success\n")
+    assert sent.exit_code == 1
+    assert f"{paths[2]}: Failure 0xC210 (Cannot Understand)" in sent.output
+    assert sent.output.endswith(
+        f"4 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
+        "1 skipped (not DICOM instances)\n"
+    )
+    assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
+    assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output

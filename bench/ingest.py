@@ -1,0 +1,281 @@
+"""Ingest benchmark: instances per second into the node, against a bare pynetdicom SCP, same data, same run.
+
+Receivers, each in its own process on 127.0.0.1:
+- bare pynetdicom SCP: the node's own AE (same presentation contexts, TCP_NODELAY) with a C-STORE
+  handler that only returns Success; the ceiling for any pynetdicom-based node;
+- `slmnode serve`, metadata only: every instance's row committed to SQLite (WAL, synchronous=FULL)
+  before Success;
+- `slmnode serve`, files: the same, after writing the instance to disk (fsync, rename, fsync folder);
+- DCMTK storescp --ignore --fork, fed by DCMTK storescu (TCP_NODELAY=1), when both are on PATH: native code.
+Senders: `dicom_node.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
+association so the senders do not share a GIL; DCMTK storescu for the DCMTK row. Each receiver gets
+one association with every instance, then 8 associations at once with an eighth each. Rounds repeat
+the whole set, interleaved, and the table shows the median of the rounds.
+
+    python -m bench.ingest --instances 1000 --rounds 3 --output bench/ingest.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pynetdicom
+import yaml
+
+from dicom_node.sender import send_files, wait_until_answering
+from dicom_node.store import Store
+
+PARALLEL = 8
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- receivers ----------------------------------------------------------------------------------
+
+
+def run_bare_scp(port: int) -> None:
+    """The reference receiver: the node's AE, its TCP_NODELAY handler, and a handler that only says Success."""
+    from pynetdicom import evt
+
+    from dicom_node.config import Settings
+    from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries
+    from dicom_node.scp import StoreStatus, make_ae
+
+    quiet_dicom_libraries()
+    ae = make_ae(Settings.model_validate({"dicom": {"max_associations": 2 * PARALLEL}}))
+    handlers = [*NODELAY_HANDLERS, (evt.EVT_C_STORE, lambda event: StoreStatus.SUCCESS)]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    signal.sigwait([signal.SIGTERM])
+    server.shutdown()
+
+
+@dataclass
+class Receiver:
+    name: str
+    kind: str  # bare | node | dcmtk
+    storage: str | None = None  # node: metadata | files
+
+    def start(self, port: int, workdir: Path) -> subprocess.Popen:
+        env = {**os.environ, "TCP_NODELAY": "1"}
+        if self.kind == "bare":
+            command = [sys.executable, "-m", "bench.ingest", "--bare-scp", str(port)]
+        elif self.kind == "dcmtk":
+            command = [find_dcmtk("storescp"), "--ignore", "--fork", "-aet", "STORESCP", str(port)]
+        else:
+            config = workdir / "node.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "dicom": {"bind_address": "127.0.0.1", "port": port, "max_associations": 2 * PARALLEL},
+                        "storage": {"mode": self.storage, "folder": str(workdir / "received")},
+                        "store": {"url": f"sqlite:///{workdir / 'node.sqlite'}"},
+                        "harmonizer": {"kind": "rules"},
+                        "logging": {"level": "WARNING"},
+                    }
+                )
+            )
+            command = [sys.executable, "-m", "dicom_node.cli", "--config", str(config), "serve"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_until_answering("127.0.0.1", port, 60, lambda: process.poll() is None):
+            process.kill()
+            raise RuntimeError(f"{self.name} did not start")
+        return process
+
+    def stored(self, workdir: Path) -> int | None:
+        """Instances the node's store holds after a run (None for receivers without a store)."""
+        if self.kind != "node":
+            return None
+        store = Store(f"sqlite:///{workdir / 'node.sqlite'}")
+        try:
+            return store.count_instances()
+        finally:
+            store.close()
+
+
+# ---- senders ------------------------------------------------------------------------------------
+
+
+def _pynetdicom_sender(port: int, files: list[Path], go, results) -> None:
+    go.wait()
+    start = time.monotonic()
+    outcomes = send_files("127.0.0.1", port, files, calling_aet="BENCH", timeout=120)
+    failures = Counter(f"{o.status:#06x}" if o.status is not None else o.error for o in outcomes if o.status != 0)
+    results.put((start, time.monotonic(), sum(o.status == 0 for o in outcomes), failures))
+
+
+def send_pynetdicom(port: int, batches: list[list[Path]]) -> tuple[float, int, Counter]:
+    """(seconds from the first association's start to the last one's end, Success count, failures)."""
+    context = multiprocessing.get_context("fork")  # the senders start with everything imported
+    go, results = context.Barrier(len(batches) + 1), context.Queue()
+    senders = [context.Process(target=_pynetdicom_sender, args=(port, files, go, results)) for files in batches]
+    for sender in senders:
+        sender.start()
+    go.wait()
+    done = [results.get(timeout=600) for _ in senders]
+    for sender in senders:
+        sender.join()
+    seconds = max(end for _, end, _, _ in done) - min(start for start, _, _, _ in done)
+    return seconds, sum(n for _, _, n, _ in done), sum((failures for *_, failures in done), Counter())
+
+
+def send_dcmtk(port: int, folders: list[list[Path]]) -> tuple[float, int, Counter]:
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    start = time.monotonic()
+    senders = [
+        subprocess.Popen(
+            [find_dcmtk("storescu"), "-aec", "STORESCP", "+sd", "+r", "127.0.0.1", str(port), *map(str, group)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for group in folders
+    ]
+    codes = [sender.wait(600) for sender in senders]
+    seconds = time.monotonic() - start
+    files = sum(len(list(Path(folder).rglob("*.dcm"))) for group in folders for folder in group)
+    return seconds, 0 if any(codes) else files, Counter(f"storescu exit status {code}" for code in codes if code)
+
+
+# ---- data and the run ---------------------------------------------------------------------------
+
+
+def make_data(folder: Path, instances: int, rows: int) -> list[list[Path]]:
+    """`instances` brain-MR images (studies of six series), split into PARALLEL folders."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from dicom_factory import brain_study, write_files
+
+    per_study = 6 * 20
+    datasets = []
+    while len(datasets) < instances:
+        datasets += brain_study(images_per_series=20, rows=rows, patient=f"Bench{len(datasets) // per_study}")
+    datasets = datasets[:instances]
+    share = -(-instances // PARALLEL)
+    return [write_files(datasets[i : i + share], folder / f"part{n}") for n, i in enumerate(range(0, instances, share))]
+
+
+@functools.cache
+def find_dcmtk(tool: str) -> str | None:
+    """The DCMTK program `tool` on PATH; pynetdicom installs Python apps of the same names, skip those."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder, tool)
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            version = subprocess.run([candidate, "--version"], capture_output=True, text=True).stdout
+            if "dcmtk" in version.lower():
+                return str(candidate)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure(receiver: Receiver, parts: list[list[Path]], parallel: bool, workroot: Path) -> float | None:
+    """Instances per second for one receiver, one association or PARALLEL at once; None if any failed."""
+    workdir = Path(tempfile.mkdtemp(dir=workroot))
+    port = free_port()
+    process = receiver.start(port, workdir)
+    try:
+        if receiver.kind == "dcmtk":
+            folders = [[files[0].parent] for files in parts] if parallel else [[files[0].parent for files in parts]]
+            seconds, succeeded, failures = send_dcmtk(port, folders)
+        else:
+            batches = parts if parallel else [[path for files in parts for path in files]]
+            seconds, succeeded, failures = send_pynetdicom(port, batches)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    sent = sum(len(files) for files in parts)
+    stored = receiver.stored(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    if succeeded != sent or stored not in (None, sent):
+        print(f"  {succeeded}/{sent} Success ({dict(failures)}), {stored} stored: not counted", file=sys.stderr)
+        return None
+    return sent / seconds
+
+
+def table(results: dict[str, dict[bool, list[float]]], receivers: list[Receiver], args, size: int) -> str:
+    """The Markdown table; receivers[0] is the bare SCP every ratio is taken against."""
+
+    def median(rates: list[float | None]) -> float:
+        counted = [rate for rate in rates if rate is not None]
+        return statistics.median(counted) if counted else float("nan")
+
+    bare = {parallel: median(results[receivers[0].name][parallel]) for parallel in (False, True)}
+    lines = [
+        f"{args.instances} MR instances of {size / 1024:.0f} KiB (Explicit VR Little Endian), 127.0.0.1, "
+        f"median of {args.rounds} rounds; {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"pynetdicom {pynetdicom.__version__}.",
+        "",
+        "| Receiver | 1 association: instances/s | vs bare | 8 associations: instances/s | vs bare |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for receiver in receivers:
+        cells = []
+        for parallel in (False, True):
+            rate = median(results[receiver.name][parallel])
+            cells += [f"{rate:.0f}", f"{rate / bare[parallel]:.2f}x"]
+        lines.append(f"| {receiver.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=1000, help="instances per measurement (default 1000)")
+    parser.add_argument("--rows", type=int, default=256, help="image rows = columns, 16 bits (default 256)")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat everything, report the median (default 3)")
+    parser.add_argument("--workdir", type=Path, help="where data and stores go (default: a temporary folder)")
+    parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument("--no-dcmtk", action="store_true", help="leave out DCMTK even when it is installed")
+    parser.add_argument("--bare-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_scp:
+        return run_bare_scp(args.bare_scp)
+
+    receivers = [
+        Receiver("bare pynetdicom SCP (handler returns Success)", "bare"),
+        Receiver("slmnode, metadata only (row committed before Success)", "node", "metadata"),
+        Receiver("slmnode, files + metadata (fsync'd file and row)", "node", "files"),
+    ]
+    if not args.no_dcmtk and find_dcmtk("storescu") and find_dcmtk("storescp"):
+        receivers.append(Receiver("DCMTK storescu -> storescp --ignore (native reference)", "dcmtk"))
+    workroot = Path(tempfile.mkdtemp(prefix="slmnode-bench-", dir=args.workdir))
+    try:
+        parts = make_data(workroot / "data", args.instances, args.rows)
+        size = parts[0][0].stat().st_size
+        results = {r.name: {False: [], True: []} for r in receivers}
+        for round_number in range(1, args.rounds + 1):
+            for receiver in receivers:
+                for parallel in (False, True):
+                    rate = measure(receiver, parts, parallel, workroot)
+                    results[receiver.name][parallel].append(rate)
+                    print(
+                        f"round {round_number}: {receiver.name}, {PARALLEL if parallel else 1} association(s): "
+                        + ("failed" if rate is None else f"{rate:.0f} instances/s"),
+                        file=sys.stderr,
+                    )
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    markdown = table(results, receivers, args, size)
+    print(markdown)
+    if args.output:
+        args.output.write_text(markdown)
+
+
+if __name__ == "__main__":
+    main()
