@@ -36,6 +36,7 @@ from slm.tasks import (
     Task,
     encode_piece,
     encode_prompt,
+    fit_text,
     harmonize_pieces,
     label_pieces,
     no_finding,
@@ -297,22 +298,10 @@ class Engine:
 
     def _fit(self, text: str, encode: Callable[[str], list[int]], reserve: int) -> list[int]:
         """Prompt ids for `text`, dropping the start of the text if the whole would not fit the context."""
-        budget = self.max_positions - reserve
-        ids = encode(text)
-        if len(ids) <= budget:
-            return ids
-        if len(encode("")) > budget:
+        ids = fit_text(self.tokenizer, text, encode, self.max_positions - reserve)
+        if ids is None:
             raise ValueError(f"the model's context ({self.max_positions} tokens) cannot hold this task's prompt")
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        starts = [start for start, _ in offsets] + [len(text)]
-        low, high = 1, len(starts) - 1  # how many of the text's tokens to drop: the fewest that fit
-        while low < high:
-            middle = (low + high) // 2
-            if len(encode(text[starts[middle]:])) <= budget:
-                high = middle
-            else:
-                low = middle + 1
-        return encode(text[starts[low]:])
+        return ids
 
     def _batched(self, texts: Sequence[str], encode: Callable[[str], list[int]], run: Callable) -> list:
         """run(rows) over batches of similar length, results back in input order."""

@@ -131,6 +131,30 @@ def encode_target(tokenizer, pieces: Sequence[str]) -> list[int]:
     return ids + [tokenizer.eos_token_id]
 
 
+def fit_text(tokenizer, text: str, encode, budget: int) -> list[int] | None:
+    """encode(text) within `budget` tokens, dropping the fewest tokens from the START of the text.
+
+    The impression, at the end of a report, says the most, so the start goes first; the trainer and
+    the engine both cut here, so a model is trained on inputs cut the way it will be asked. None when
+    even an empty text does not fit.
+    """
+    ids = encode(text)
+    if len(ids) <= budget:
+        return ids
+    if len(encode("")) > budget:
+        return None
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts = [start for start, _ in offsets] + [len(text)]
+    low, high = 1, len(starts) - 1  # how many of the text's tokens to drop: the fewest that fit
+    while low < high:
+        middle = (low + high) // 2
+        if len(encode(text[starts[middle]:])) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    return encode(text[starts[low]:])
+
+
 # Parsers for free generation (the study's decoding); constrained decoding never needs them.
 
 _JSON_OBJECT = re.compile(r"\{.*?\}", re.S)

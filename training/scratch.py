@@ -10,6 +10,7 @@ from transformers import OPTConfig, OPTForCausalLM
 # Sizes by name; "tiny" is for tests, "embedded" is what ships inside the package.
 SIZES = {
     "tiny": dict(hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=2, max_position_embeddings=512),
+    "small": dict(hidden_size=128, num_hidden_layers=3, ffn_dim=512, num_attention_heads=4, max_position_embeddings=1024),
     "embedded": dict(hidden_size=256, num_hidden_layers=4, ffn_dim=1024, num_attention_heads=4, max_position_embeddings=1024),
 }
 

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from slm.tasks import TASKS, encode_prompt, encode_target, target_pieces
+from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 
 IGNORE = -100  # label of tokens the loss skips (prompt and padding)
@@ -121,34 +121,11 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Train
 # --- token ids --------------------------------------------------------------------------------------------
 
 
-def fit_prompt(tokenizer, task, text: str, budget: int) -> list[int] | None:
-    """Prompt ids within `budget` tokens, dropping the fewest tokens from the START of the input text.
-
-    The engine cuts the same end (the impression, at the end of a report, says the most), so a model
-    is trained on inputs cut the way it will be asked. None when even an empty input does not fit.
-    """
-    ids = encode_prompt(tokenizer, task, text)
-    if len(ids) <= budget:
-        return ids
-    if len(encode_prompt(tokenizer, task, "")) > budget:
-        return None
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    starts = [start for start, _ in offsets]
-    lo, hi = 1, len(starts)  # tokens to drop; dropping all of them leaves the empty input, which fits
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(encode_prompt(tokenizer, task, text[starts[mid] :] if mid < len(starts) else "")) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    return encode_prompt(tokenizer, task, text[starts[lo] :] if lo < len(starts) else "")
-
-
 def encode_example(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]] | None:
     """(input_ids, labels) with the prompt labelled IGNORE; the target is never cut, the input text may be."""
     task = TASKS[example.task]
     target = encode_target(tokenizer, target_pieces(task, example.text, example.answer))
-    prompt = fit_prompt(tokenizer, task, example.text, max_length - len(target))
+    prompt = fit_text(tokenizer, example.text, lambda t: encode_prompt(tokenizer, task, t), max_length - len(target))
     if prompt is None:
         return None
     return prompt + target, [IGNORE] * len(prompt) + target
