@@ -6,6 +6,8 @@ Receivers, each in its own process on 127.0.0.1:
 - `slmnode serve`, metadata only: every instance's row committed to SQLite (WAL, synchronous=FULL)
   before Success;
 - `slmnode serve`, files: the same, after writing the instance to disk (fsync, rename, fsync folder);
+- both again with store.synchronous=normal: commits without an fsync (durable against a crash of the
+  node, not of the machine);
 - DCMTK storescp --ignore --fork, fed by DCMTK storescu (TCP_NODELAY=1), when both are on PATH: native code.
 Senders: `dicom_node.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
 association so the senders do not share a GIL; DCMTK storescu for the DCMTK row. Each receiver gets
@@ -68,6 +70,7 @@ class Receiver:
     name: str
     kind: str  # bare | node | dcmtk
     storage: str | None = None  # node: metadata | files
+    synchronous: str = "full"  # node: store.synchronous
 
     def start(self, port: int, workdir: Path) -> subprocess.Popen:
         env = {**os.environ, "TCP_NODELAY": "1"}
@@ -82,7 +85,7 @@ class Receiver:
                     {
                         "dicom": {"bind_address": "127.0.0.1", "port": port, "max_associations": 2 * PARALLEL},
                         "storage": {"mode": self.storage, "folder": str(workdir / "received")},
-                        "store": {"url": f"sqlite:///{workdir / 'node.sqlite'}"},
+                        "store": {"url": f"sqlite:///{workdir / 'node.sqlite'}", "synchronous": self.synchronous},
                         "harmonizer": {"kind": "rules"},
                         "logging": {"level": "WARNING"},
                     }
@@ -251,6 +254,8 @@ def main(argv=None) -> None:
         Receiver("bare pynetdicom SCP (handler returns Success)", "bare"),
         Receiver("slmnode, metadata only (row committed before Success)", "node", "metadata"),
         Receiver("slmnode, files + metadata (fsync'd file and row)", "node", "files"),
+        Receiver("slmnode, metadata only, synchronous=normal (row committed, no fsync)", "node", "metadata", "normal"),
+        Receiver("slmnode, files + metadata, synchronous=normal (fsync'd file, row not)", "node", "files", "normal"),
     ]
     if not args.no_dcmtk and find_dcmtk("storescu") and find_dcmtk("storescp"):
         receivers.append(Receiver("DCMTK storescu -> storescp --ignore (native reference)", "dcmtk"))

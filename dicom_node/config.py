@@ -53,6 +53,7 @@ class StorageSettings(_Section):
 class StoreSettings(_Section):
     url: str = "sqlite:///slmnode.sqlite"
     keep_patient_identifiers: bool = False
+    synchronous: Literal["full", "normal"] = "full"
 
 
 class ModelSettings(_Section):

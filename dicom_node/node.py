@@ -27,7 +27,7 @@ class Node:
     def __init__(self, settings: Settings, harmonizer: Harmonizer):
         self.settings = settings
         self.harmonizer = harmonizer
-        self.store = Store(settings.store.url)
+        self.store = Store(settings.store.url, synchronous=settings.store.synchronous)
         self.worker = HarmonizationWorker(
             self.store,
             harmonizer,

@@ -37,6 +37,8 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 # Transfer syntaxes whose whole dataset is deflated (PS3.5 A.5, A.7): Deflated Explicit VR Little
 # Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate. pydicom knows only the first.
 DEFLATED_DATASET = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
+# A file being written in "files" mode, until its rename; one left behind was never acknowledged.
+PARTIAL_PREFIX, PARTIAL_SUFFIX = ".incoming-", ".tmp"
 
 
 class StoreStatus(IntEnum):
@@ -99,7 +101,7 @@ def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` so that `path` holds either nothing or all of it, on disk, even after a power cut."""
     _make_folders(path.parent)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -110,6 +112,18 @@ def write_atomically(path: Path, data: bytes) -> None:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)  # the rename is durable only once the folder's entry is on disk
+
+
+def remove_partial_writes(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that a kill in the middle of write_atomically left under `folder`;
+    how many there were. Their instances were never acknowledged, so the senders send them again."""
+    removed = 0
+    for parent, _folders, names in os.walk(folder):
+        for name in names:
+            if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
+                Path(parent, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _make_folders(folder: Path) -> None:
@@ -206,6 +220,9 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     quiet_dicom_libraries()
     dicom = settings.dicom
     ssl_context = server_tls_context(dicom.tls) if dicom.tls.enabled else None
+    if settings.storage.mode == "files":
+        removed = remove_partial_writes(settings.storage.folder)
+        log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
     handlers = [
         *NODELAY_HANDLERS,
         (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
