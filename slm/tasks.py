@@ -97,6 +97,13 @@ def label_pieces() -> list[str | tuple[str, ...]]:
     return pieces
 
 
+def glue_pieces() -> list[str]:
+    """The fixed JSON text around answers. Our own tokenizers keep each as one token, so the token
+    before an answer says which answer is asked: a small model trained from scratch learns that from
+    content at once, while reading it off positions takes it many epochs."""
+    return [piece for piece in label_pieces() if isinstance(piece, str)] + ['{"', '": "', '"}']
+
+
 def fill(pieces: Sequence[str | tuple[str, ...]], answers: Sequence[str]) -> list[str]:
     """The target pieces with each choice slot replaced by its answer, in order."""
     answers = iter(answers)

@@ -57,3 +57,16 @@ def test_same_ids_after_save_and_load(tokenizer, tmp_path):
     for text in CORPUS[:3] + ["頭部 T1強調"]:
         assert encode_prompt(loaded, HARMONIZE, text) == encode_prompt(tokenizer, HARMONIZE, text)
     assert (loaded.pad_token_id, loaded.eos_token_id) == (tokenizer.pad_token_id, tokenizer.eos_token_id)
+
+
+def test_answer_glue_is_one_token_per_piece(tokenizer):
+    """The token before each label answer names the finding asked (see slm.tasks.glue_pieces)."""
+    from slm.tasks import LABEL, FINDINGS, target_pieces
+
+    pieces = target_pieces(LABEL, "report", {finding: "No" for finding in FINDINGS})
+    for piece in pieces[0::2]:  # the fixed pieces; answers sit between them
+        assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
+    ids = [tokenizer(piece, add_special_tokens=False)["input_ids"][0] for piece in pieces[0::2]]
+    assert len(set(ids)) == len(ids)
+    harmonize = tokenizer(harmonize_pieces("AX T1")[0], add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(harmonize[-1]) == '": "'
