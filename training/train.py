@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
+from slm.engine import pick_device
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 
@@ -274,16 +275,11 @@ def save_curves(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, None for plain fp32 (the CPU default: CPU autocast rarely pays for small models)."""
+def pick_precision(name: str, device: torch.device, half: torch.dtype) -> torch.dtype | None:
+    """Autocast dtype, None for plain fp32 (the CPU default: CPU autocast rarely pays for small models).
+    "auto" on a GPU takes the engine's half precision, so a model trains in the dtype it will serve in."""
     if name == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return half if device.type == "cuda" else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
@@ -345,8 +341,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
-    autocast_dtype = pick_precision(config.precision, device)
+    device, half = pick_device(config.device)
+    autocast_dtype = pick_precision(config.precision, device, half)
 
     data = config.data.model_dump()
     train_examples = recipe_examples(data, "train")
