@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from dicom_node.cli_models import models, reharmonize
+from dicom_node.cli_options import FORMAT_OPTION, open_store
+from dicom_node.cli_reports import reports
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 from slm.tasks import SERIES_LABELS
 
@@ -131,25 +134,6 @@ def _predict_lines(lines, out, answer, batch_size: int) -> None:
 # ---- querying and correcting the mapping store ---------------------------------------------------
 
 
-def _open_store(settings):
-    from dicom_node.store import SchemaError, Store, StoreError
-
-    try:
-        return Store(settings.store.url)
-    except (SchemaError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-FORMAT_OPTION = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="table for people; json or csv for scripts.",
-)
-
-
 @cli.command()
 @click.option(
     "--label",
@@ -176,7 +160,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     """
     from dicom_node import exchange, queries
 
-    store = _open_store(settings)
+    store = open_store(settings)
     found = queries.mappings(store.engine, label, below, search, since, unreviewed)
     columns = ("description", "label", "source", "confidence", "series_count", "first_seen")
     fields = columns if fmt == "table" else exchange.MAPPING_FIELDS
@@ -196,7 +180,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
 
     if (study_uid is None) == (series_uid is None):
         raise click.UsageError("give one of --study UID or --series UID")
-    store = _open_store(settings)
+    store = open_store(settings)
     found = queries.series_mappings(store.engine, study_uid=study_uid, series_uid=series_uid)
     if not found:
         raise click.ClickException(f"no {'study' if study_uid else 'series'} {study_uid or series_uid} in the store")
@@ -221,7 +205,7 @@ def correct(settings, description, label, note, who) -> None:
     """
     from dicom_node.store import UnknownDescription
 
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         store.correct(description, label, who=who, note=note)
     except UnknownDescription as exc:
@@ -244,7 +228,7 @@ def export(settings, what, fmt, output) -> None:
     """Export every mapping or every correction, for scripts, training or another node."""
     from dicom_node import exchange, queries
 
-    store = _open_store(settings)
+    store = open_store(settings)
     if what == "mappings":
         rows, fields = exchange.mapping_rows(queries.mappings(store.engine)), exchange.MAPPING_FIELDS
     else:
@@ -259,7 +243,7 @@ def import_(settings, file) -> None:
     """Import a mappings or corrections export (CSV or JSON); importing twice changes nothing."""
     from dicom_node import exchange
 
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         result = exchange.import_file(store, file)
     except exchange.ExchangeError as exc:
@@ -404,6 +388,12 @@ def _what_became_of(outcome) -> str:
     if outcome.skipped:
         return "skipped (not DICOM instances)"
     return describe_status(outcome.status) if outcome.status is not None else f"not stored ({outcome.error})"
+
+
+# Command groups of their own modules.
+cli.add_command(reports)
+cli.add_command(models)
+cli.add_command(reharmonize)
 
 
 def main() -> None:

@@ -70,6 +70,35 @@ class HarmonizerSettings(_Section):
     poll_seconds: float = Field(2.0, gt=0, strict=False)
 
 
+class ReportSettings(_Section):
+    interval_seconds: float = Field(60.0, ge=0, strict=False)
+    batch_size: int = Field(16, ge=1)
+    queue_size: int = Field(64, ge=1)
+    claim_seconds: float = Field(900.0, gt=0, strict=False)
+    retry_seconds: float = Field(60.0, gt=0, strict=False)
+    max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
+    threads: int = Field(1, ge=1)
+
+
+class GateSettings(_Section):
+    max_drop: dict[str, float] = {
+        "harmonization_accuracy": 0.0,
+        "corrections_accuracy": 0.0,
+        "labeling_macro_f1": 0.02,
+        "impression_rouge_l": 0.02,
+    }
+
+
+class RetrainingSettings(_Section):
+    recipe: str = "config/training/embedded.yaml"
+    models_folder: str = "models"
+    corrections_weight: float = Field(10.0, gt=0, strict=False)
+    eval_limit: int | None = Field(200, ge=1)
+    gate: GateSettings = GateSettings()
+    schedule: str | None = None
+    follow_seconds: float = Field(30.0, gt=0, strict=False)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: str | None = None
@@ -81,6 +110,8 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     model: ModelSettings = ModelSettings()
     harmonizer: HarmonizerSettings = HarmonizerSettings()
+    reports: ReportSettings = ReportSettings()
+    retraining: RetrainingSettings = RetrainingSettings()
     logging: LoggingSettings = LoggingSettings()
 
 

@@ -13,7 +13,21 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 
 
@@ -36,8 +50,67 @@ def _v2_retry_backoff(conn: Connection) -> None:
     Index("ix_descriptions_queue", descriptions.c.status, descriptions.c.next_attempt_at).create(conn)
 
 
+def _v3_reports_and_registry(conn: Connection) -> None:
+    """Reports, what each model version made of them, and the registry of model versions: new tables only.
+
+    Spelt out as they were in version 3, not taken from tables.py, so that a later change there
+    cannot change what this step creates.
+    """
+    v3 = MetaData()
+    Table("descriptions", v3, Column("id", Integer, primary_key=True))  # only as a foreign key target
+    Table(
+        "reports", v3,
+        Column("id", Integer, primary_key=True),
+        Column("report_key", String(200), nullable=False, unique=True),
+        Column("source", String(8), nullable=False),
+        Column("study_uid", String(64), index=True),
+        Column("accession_number", String(64), index=True),
+        Column("report_date", String(32)),
+        *(Column(name, Text) for name in ("indication", "comparison", "findings", "impression")),
+        Column("patient_id", String(64)),
+        Column("patient_name", String(324)),
+        Column("received_at", DateTime, nullable=False, index=True),
+        Column("claimed_by", String(200)),
+        Column("claimed_until", DateTime),
+        Column("attempts", Integer, nullable=False),
+        Column("last_error", Text),
+        Column("next_attempt_at", DateTime),
+    )
+    Table(
+        "report_results", v3,
+        Column("id", Integer, primary_key=True),
+        Column("report_id", Integer, ForeignKey("reports.id"), nullable=False, index=True),
+        Column("model_version", String(200), nullable=False),
+        Column("labels", Text, nullable=False),
+        Column("impression", Text, nullable=False),
+        Column("processed_by", String(200)),
+        Column("processed_at", DateTime, nullable=False, index=True),
+        UniqueConstraint("report_id", "model_version", name="uq_report_results_version"),
+    )
+    Table(
+        "model_versions", v3,
+        Column("id", Integer, primary_key=True),
+        Column("version", String(200), nullable=False, unique=True),
+        Column("path", Text, nullable=False),
+        Column("adapter", Text),
+        Column("metrics", Text),
+        Column("note", Text),
+        Column("created_at", DateTime, nullable=False),
+    )
+    Table(
+        "promotions", v3,
+        Column("id", Integer, primary_key=True),
+        Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+        Column("action", String(16), nullable=False),
+        Column("who", String(200)),
+        Column("note", Text),
+        Column("created_at", DateTime, nullable=False),
+    )
+    v3.create_all(conn, tables=[table for name, table in v3.tables.items() if name != "descriptions"])
+
+
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
-STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff]
+STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff, _v3_reports_and_registry]
 LATEST = 1 + len(STEPS)
 
 

@@ -13,12 +13,14 @@ The harmonization queue and people's corrections are written here too; reading i
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from pydicom.multival import MultiValue
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
@@ -27,7 +29,17 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError
 
 from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
-from dicom_node.tables import Base, Correction, Description, Instance, Series, Study, description_hash, utcnow
+from dicom_node.tables import (
+    Base,
+    Correction,
+    Description,
+    Instance,
+    Report,
+    Series,
+    Study,
+    description_hash,
+    utcnow,
+)
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 
@@ -125,6 +137,36 @@ def _integer(ds, keyword: str) -> int | None:
         return int(str(_value(ds, keyword)).strip())
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """One radiology report as it arrived: where from, which study, its text by section.
+
+    `report_key` makes a report that arrives twice (a resent SR, a re-imported file) one row:
+    "sr:<SOP Instance UID>" for DICOM SR; the importers build theirs from the message or file.
+    """
+
+    report_key: str
+    source: str  # sr | hl7 | csv | text
+    study_uid: str | None
+    accession_number: str | None
+    indication: str | None = None
+    comparison: str | None = None
+    findings: str | None = None
+    impression: str | None = None
+    report_date: str | None = None
+    patient_id: str | None = None  # None unless keep_patient_identifiers
+    patient_name: str | None = None
+
+    def sections(self) -> dict[str, str | None]:
+        """The text sections, for slm.tasks.report_text."""
+        return {
+            "indication": self.indication,
+            "comparison": self.comparison,
+            "findings": self.findings,
+            "impression": self.impression,
+        }
 
 
 # ---- connection -------------------------------------------------------------------------------
@@ -244,7 +286,8 @@ class Store:
         self._series_ids = _IdCache()
         self._description_ids = _IdCache()
         self._inserts = {
-            model: _insert_ignore(self.engine, model.__table__) for model in (Instance, Study, Series, Description)
+            model: _insert_ignore(self.engine, model.__table__)
+            for model in (Instance, Study, Series, Description, Report)
         }
         # The group commit: record_instance calls wait in _waiting for the writer thread, started at
         # the first call; None in the queue tells the writer to finish.
@@ -269,8 +312,11 @@ class Store:
             self._writer_thread.join()
         self.engine.dispose()
 
-    def _write(self):
-        return self._writer.begin()
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction, one at a time in this process; modules with tables of their own write through it."""
+        with self._lock, self._writer.begin() as conn:
+            yield conn
 
     # -- C-STORE hot path
 
@@ -435,7 +481,7 @@ class Store:
             .where(Description.text_hash == bindparam("key"))
             .values(_mapped(*map(bindparam, ("label", "confidence", "model_version", "mapped_at"))))
         )
-        with self._lock, self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(update_by_hash.execution_options(synchronize_session=False), rows)
 
     def record_failure(
@@ -444,7 +490,7 @@ class Store:
         """Count a failed attempt; each text stays queued and waits retry_seconds * 2**(attempts - 1)."""
         now = utcnow()
         keys = [description_hash(text) for text in texts]
-        with self._lock, self._write() as conn:
+        with self.transaction() as conn:
             attempts = conn.execute(
                 select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
             ).all()
@@ -479,7 +525,7 @@ class Store:
         """Record a correction unless the same one (text, label, who, time) is already there."""
         if label not in SERIES_LABELS:
             raise ValueError(f"label {label!r} is not one of {', '.join(SERIES_LABELS)}")
-        with self._lock, self._write() as conn:
+        with self.transaction() as conn:
             description_id = self._description_id(conn, text)
             same = select(Correction.id).where(
                 Correction.description_id == description_id,
@@ -498,7 +544,7 @@ class Store:
 
     def add_mapping(self, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
         """Record a model mapping made elsewhere, unless this store already has one as recent."""
-        with self._lock, self._write() as conn:
+        with self.transaction() as conn:
             description_id = self._description_id(conn, text)
             newer = update(Description).where(
                 Description.id == description_id,
@@ -512,6 +558,20 @@ class Store:
         if description_id is None:
             raise ValueError("a blank series description cannot be mapped")
         return description_id
+
+    # -- reports
+
+    def record_report(self, report: ReportRecord) -> bool:
+        """Store one report, committed before returning; False when its report_key was already stored."""
+        if not report.study_uid and not report.accession_number:
+            raise MissingTag("a report needs a Study Instance UID or an Accession Number to link it to its study")
+        row = {
+            **dataclasses.asdict(report),
+            "received_at": utcnow(),
+            "attempts": 0,
+        }
+        with self.transaction() as conn:
+            return conn.execute(self._inserts[Report], row).rowcount == 1
 
     # -- counts, for tests and the benchmark
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 UID = String(64)
@@ -95,3 +95,77 @@ class Instance(Base):
     transfer_syntax: Mapped[str | None] = mapped_column(UID)
     file_path: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# ---- reports and the companion job ---------------------------------------------------------------
+
+
+class Report(Base):
+    """One radiology report (DICOM SR, HL7 ORU or an imported file), its text by section.
+
+    It links to a study by Study Instance UID, else by Accession Number, at query time: a report may
+    arrive before its images. The claim columns let several job runners share the work without doing
+    a report twice; attempts and next_attempt_at make a failing report wait with backoff.
+    """
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_key: Mapped[str] = mapped_column(String(200), unique=True)  # sr:<SOP Instance UID>, hl7:..., file:...
+    source: Mapped[str] = mapped_column(String(8))  # sr | hl7 | csv | text
+    study_uid: Mapped[str | None] = mapped_column(UID, index=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    report_date: Mapped[str | None] = mapped_column(String(32))
+    indication: Mapped[str | None] = mapped_column(Text)
+    comparison: Mapped[str | None] = mapped_column(Text)
+    findings: Mapped[str | None] = mapped_column(Text)
+    impression: Mapped[str | None] = mapped_column(Text)  # the radiologist's, when the report has one
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ReportResult(Base):
+    """What one model version made of one report; unique per (report, version), so each is done once."""
+
+    __tablename__ = "report_results"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[str] = mapped_column(Text)  # JSON: the 13 findings and No Finding, "Yes"/"No"
+    impression: Mapped[str] = mapped_column(Text)  # generated from the other sections
+    processed_by: Mapped[str | None] = mapped_column(String(200))
+    processed_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    __table_args__ = (UniqueConstraint("report_id", "model_version", name="uq_report_results_version"),)
+
+
+# ---- the model registry --------------------------------------------------------------------------
+
+
+class ModelVersion(Base):
+    """A trained model the node may run: where it is, how it scored, when it was made."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(200), unique=True)  # slm.engine.Engine.version
+    path: Mapped[str] = mapped_column(Text)
+    adapter: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[str | None] = mapped_column(Text)  # JSON
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Promotion(Base):
+    """The history of which version runs: the latest row is the active one; rollback adds a row too."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback
+    who: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -275,6 +275,8 @@ def schema(url: str) -> dict:
         table: (
             sorted((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
             sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)),
+            sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+            sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in inspector.get_foreign_keys(table)),
         )
         for table in inspector.get_table_names()
     }

@@ -1,0 +1,24 @@
+"""What every `slmnode` command module shares: opening the store with a clear error, the output format option."""
+
+from __future__ import annotations
+
+import click
+
+
+def open_store(settings):
+    from dicom_node.store import SchemaError, Store, StoreError
+
+    try:
+        return Store(settings.store.url)
+    except (SchemaError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+FORMAT_OPTION = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table for people; json or csv for scripts.",
+)
