@@ -68,8 +68,8 @@ class Unreadable(ValueError):
 def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
     """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated.
 
-    pydicom reads a short last element without complaint, so each top-level element's length is
-    checked against what arrived. Values are decoded lazily, only when the store reads a tag.
+    pydicom reads a short last element without complaint, so its length is checked against what
+    arrived. Values are decoded lazily, only when the store reads a tag.
     """
     syntax = UID(transfer_syntax)
     data = encoded.getvalue()
@@ -81,10 +81,12 @@ def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
     header = read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
     if data and not len(header):
         raise Unreadable("no element could be read")
-    for element in header.elements():
-        length = getattr(element, "length", UNDEFINED_LENGTH)
-        if length != UNDEFINED_LENGTH and len(element.value or b"") < length:
-            raise Unreadable(f"truncated in element {element.tag}")
+    if len(header):
+        # Only the last element can be short: reading stops where the data ends.
+        last = header.get_item(next(reversed(header.keys())))
+        length = getattr(last, "length", UNDEFINED_LENGTH)
+        if length != UNDEFINED_LENGTH and len(last.value or b"") < length:
+            raise Unreadable(f"truncated in element {last.tag}")
     return header
 
 
