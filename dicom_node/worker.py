@@ -3,19 +3,46 @@
 The C-STORE handler only queues a new description; this worker maps queued ones in batches, off the
 association threads. The queue lives in the store, so work queued before a crash is done after the
 restart. When the harmonizer raises, the batch is halved until the failing descriptions are isolated
-(one description that breaks the model must not hold back the others; a batch too large for the GPU
-succeeds in halves); each failing description is recorded and retried later with exponential backoff.
+(`run_in_halves`, shared with the report job); each failing description is recorded and retried later
+with exponential backoff.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable, Sequence, TypeVar
 
 from dicom_node.store import Store
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
+
+
+def run_in_halves(
+    items: Sequence[Item], answer: Callable[[list[Item]], Sequence[Answer]]
+) -> tuple[list[tuple[Item, Answer]], list[tuple[Item, Exception]]]:
+    """answer(batch) over items; when it raises, over each half, down to single items.
+
+    One input that breaks the model must not hold back the others, and a batch too large for the
+    GPU succeeds in halves. Returns each item with its answer, and each item that failed on its own
+    with the exception.
+    """
+    try:
+        answers = answer(list(items))
+        if len(answers) != len(items):
+            raise ValueError(f"{len(answers)} answers for {len(items)} inputs")
+        return list(zip(items, answers)), []
+    except Exception as exc:
+        if len(items) == 1:
+            return [], [(items[0], exc)]
+        half = len(items) // 2
+        done_first, failed_first = run_in_halves(items[:half], answer)
+        done_second, failed_second = run_in_halves(items[half:], answer)
+        return done_first + done_second, failed_first + failed_second
 
 
 class HarmonizationWorker:
@@ -42,8 +69,10 @@ class HarmonizationWorker:
         texts = self.store.queued_descriptions(self.batch_size)
         if not texts:
             return 0
-        failures: list[tuple[str, str]] = []
-        mapped = self._harmonize(texts, failures)
+        done, failures = run_in_halves(texts, self.harmonizer.harmonize)
+        if done:
+            mapped, predictions = zip(*done)
+            self.store.save_predictions(list(mapped), list(predictions))
         if failures:
             # Counts and the error only: descriptions stay out of the log.
             log.warning(
@@ -51,25 +80,11 @@ class HarmonizationWorker:
                 self.harmonizer.version,
                 len(failures),
                 len(texts),
-                failures[0][1],
+                _describe(failures[0][1]),
             )
-            for text, error in failures:
-                self.store.record_failure([text], error, self.retry_seconds, self.max_retry_seconds)
-        return mapped
-
-    def _harmonize(self, texts: list[str], failures: list[tuple[str, str]]) -> int:
-        try:
-            predictions = self.harmonizer.harmonize(texts)
-            if len(predictions) != len(texts):
-                raise ValueError(f"{len(predictions)} predictions for {len(texts)} descriptions")
-        except Exception as exc:
-            if len(texts) > 1:
-                half = len(texts) // 2
-                return self._harmonize(texts[:half], failures) + self._harmonize(texts[half:], failures)
-            failures.append((texts[0], f"{type(exc).__name__}: {exc}"))
-            return 0
-        self.store.save_predictions(texts, predictions)
-        return len(texts)
+            for text, exc in failures:
+                self.store.record_failure([text], _describe(exc), self.retry_seconds, self.max_retry_seconds)
+        return len(done)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -92,3 +107,7 @@ class HarmonizationWorker:
                 mapped = 0
             if mapped == 0:
                 self._stopping.wait(self.poll_seconds)
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
