@@ -3,9 +3,9 @@
 Written like pynetdicom's storescp app: one AE, small handler functions bound to events, status codes
 with names. The C-STORE handler reads the encoded dataset as raw elements and decodes only the header
 tags the store asks for; pixel data, compressed or not, is never decoded. It answers Success only
-after Store.record_instance has committed the instance's row, so every acknowledged instance survives
-a crash; anything else gets a failure status, a log line without patient identifiers, and the
-association goes on.
+after Store.record_instance has committed the instance's row (and, for a text SR, Store.record_report
+the report it carries), so every acknowledged instance survives a crash; anything else gets a failure
+status, a log line without patient identifiers, and the association goes on.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
 from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
+from dicom_node.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store import InstanceRecord, MissingTag, Store
 
 log = logging.getLogger(__name__)
@@ -181,12 +182,24 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
             write_atomically(path, event.encoded_dataset(include_meta=True))
             record = dataclasses.replace(record, file_path=str(path))
         is_new = store.record_instance(record)
+        if record.sop_class_uid in TEXT_SR_CLASSES:
+            _record_report(header, store, settings, where)
     except Exception as exc:
         log.error("Could not store %s: %s", where, _loggable(exc))
         return StoreStatus.OUT_OF_RESOURCES
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Stored %s%s", where, "" if is_new else " (already stored)")
     return StoreStatus.SUCCESS
+
+
+def _record_report(header: Dataset, store: Store, settings: Settings, where: str) -> None:
+    """Store the report a text SR carries, committed before the SR is acknowledged. Also done for an SR
+    already stored, so a resend completes a report whose first attempt failed (report_key dedups)."""
+    report = report_from_sr(header, keep_patient_identifiers=settings.store.keep_patient_identifiers)
+    if report is None:
+        log.warning("No report text in %s: stored as an instance only", where)
+    else:
+        store.record_report(report)
 
 
 def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:

@@ -148,14 +148,28 @@ def ct_instance(*, study_uid: str | None = None, series_uid: str | None = None, 
 
 def sr_instance(*, study_uid: str | None = None) -> Dataset:
     """A radiology report as a Comprehensive SR document: no pixels, a content tree instead."""
+    return text_sr([sr_text("No acute intracranial abnormality.", ("121071", "DCM", "Finding"))], study_uid=study_uid)
+
+
+def text_sr(
+    content: list[Dataset],
+    *,
+    sop_class: str = ComprehensiveSRStorage,
+    study_uid: str | None = None,
+    patient: str = "Doe",
+    title: tuple[str, str, str] = ("18748-4", "LN", "Diagnostic Imaging Report"),
+) -> Dataset:
+    """A report SR document of `sop_class` (Basic Text, Enhanced or Comprehensive SR) whose root
+    CONTAINER holds `content` (see sr_text and sr_container)."""
     ds = Dataset()
     sop_instance = generate_uid()
-    ds.file_meta = _file_meta(ComprehensiveSRStorage, sop_instance, ExplicitVRLittleEndian)
-    ds.SOPClassUID = ComprehensiveSRStorage
+    ds.file_meta = _file_meta(sop_class, sop_instance, ExplicitVRLittleEndian)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_instance
     ds.Modality = "SR"
     ds.Manufacturer = "Reporting System"
-    _patient_and_study(ds, study_uid or generate_uid(), "Doe")
+    _patient_and_study(ds, study_uid or generate_uid(), patient)
     ds.SeriesDescription = "Radiology report"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 900
@@ -164,14 +178,31 @@ def sr_instance(*, study_uid: str | None = None) -> Dataset:
     ds.ContinuityOfContent = "SEPARATE"
     ds.CompletionFlag = "COMPLETE"
     ds.VerificationFlag = "UNVERIFIED"
-    ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "LN", "Diagnostic Imaging Report")])
-    finding = Dataset()
-    finding.RelationshipType = "CONTAINS"
-    finding.ValueType = "TEXT"
-    finding.ConceptNameCodeSequence = Sequence([_code("121071", "DCM", "Finding")])
-    finding.TextValue = "No acute intracranial abnormality."
-    ds.ContentSequence = Sequence([finding])
+    ds.ConceptNameCodeSequence = Sequence([_code(*title)])
+    ds.ContentSequence = Sequence(content)
     return ds
+
+
+def sr_text(text: str, concept: tuple[str, str, str] | None = None, relationship: str = "CONTAINS") -> Dataset:
+    """A TEXT content item; `concept` is (code value, scheme, meaning), None for an item without one."""
+    item = Dataset()
+    item.RelationshipType = relationship
+    item.ValueType = "TEXT"
+    if concept:
+        item.ConceptNameCodeSequence = Sequence([_code(*concept)])
+    item.TextValue = text
+    return item
+
+
+def sr_container(concept: tuple[str, str, str], content: list[Dataset]) -> Dataset:
+    """A CONTAINER content item, a report section such as ("121070", "DCM", "Findings")."""
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = "CONTAINER"
+    item.ContinuityOfContent = "SEPARATE"
+    item.ConceptNameCodeSequence = Sequence([_code(*concept)])
+    item.ContentSequence = Sequence(content)
+    return item
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
