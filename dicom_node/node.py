@@ -1,7 +1,9 @@
-"""The running node: the store, the harmonization worker thread and the SCP, wired together.
+"""The running node: the store, the harmonization worker thread, the SCP and the scheduled jobs, wired together.
 
 `Node` is what `slmnode serve` runs and what the tests start on 127.0.0.1; `serve` adds the
-harmonizer from the settings, a startup line and a clean stop on Ctrl-C or SIGTERM.
+harmonizer and the report model from the settings, a startup line and a clean stop on Ctrl-C or SIGTERM.
+The report job runs on the scheduler's own thread and claims at most reports.queue_size reports at
+a time, so it never holds up a C-STORE.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ import logging
 import signal
 import threading
 
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from dicom_node.config import Settings
+from dicom_node.report_job import ReportJob
+from dicom_node.scheduler import NodeScheduler
 from dicom_node.scp import start_scp
 from dicom_node.store import Store
 from dicom_node.worker import HarmonizationWorker
@@ -20,11 +25,16 @@ from slm.harmonizer import Harmonizer, load_harmonizer
 
 log = logging.getLogger(__name__)
 
+REPORT_JOB_ID = "reports"
+
 
 class Node:
-    """Store + worker + SCP. Use as a context manager; `port` is the port actually bound."""
+    """Store + worker + SCP + scheduled jobs. Use as a context manager; `port` is the port actually bound.
 
-    def __init__(self, settings: Settings, harmonizer: Harmonizer):
+    `engine` (the model) labels reports and writes their impressions; without it reports wait.
+    """
+
+    def __init__(self, settings: Settings, harmonizer: Harmonizer, engine=None):
         self.settings = settings
         self.harmonizer = harmonizer
         self.store = Store(settings.store.url, synchronous=settings.store.synchronous)
@@ -34,7 +44,19 @@ class Node:
             batch_size=settings.harmonizer.batch_size,
             poll_seconds=settings.harmonizer.poll_seconds,
         )
+        self.scheduler = NodeScheduler(settings.store.url)
+        self.report_job = self._report_job(engine)
         self.server = None
+
+    def _report_job(self, engine) -> ReportJob | None:
+        """The companion job on the scheduler, when there is a model and an interval."""
+        interval = self.settings.reports.interval_seconds
+        if engine is None or not interval:
+            log.info("report job off: %s", "no model" if engine is None else "reports.interval_seconds is 0")
+            return None
+        job = ReportJob.from_settings(self.store, engine, self.settings.reports)
+        self.scheduler.add(REPORT_JOB_ID, job.run_until_done, IntervalTrigger(seconds=interval))
+        return job
 
     @property
     def port(self) -> int:
@@ -44,9 +66,10 @@ class Node:
         self.worker.start()
         try:
             self.server = start_scp(self.settings, self.store)
+            if self.scheduler.job_ids:
+                self.scheduler.start()
         except BaseException:
-            self.worker.stop()
-            self.store.close()
+            self.stop()
             raise
         return self
 
@@ -54,6 +77,9 @@ class Node:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+        if self.report_job is not None:
+            self.report_job.stopping.set()  # the current batch ends, the other claims are given back
+        self.scheduler.stop()
         self.worker.stop()
         self.store.close()
 
@@ -73,9 +99,14 @@ class Node:
         )
         where = f"storage=files in {storage.folder}" if storage.mode == "files" else "storage=metadata only"
         url = make_url(self.settings.store.url).render_as_string(hide_password=True)
+        reports = (
+            f"every {self.settings.reports.interval_seconds:g} s with {self.report_job.engine.version}"
+            if self.report_job
+            else "off"
+        )
         return (
             f"AE {dicom.ae_title} listening on {dicom.bind_address}:{self.port}, TLS {tls}, {where}, "
-            f"store {url}, harmonizer {self.harmonizer.version}"
+            f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}"
         )
 
 
@@ -84,8 +115,24 @@ def serve(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with Node(settings, load_harmonizer(settings)) as node:
+    harmonizer = load_harmonizer(settings)
+    with Node(settings, harmonizer, report_engine(settings, harmonizer)) as node:
         log.info("slmnode ready: %s", node.describe())
         while not stop.wait(1.0):
             pass
         log.info("slmnode stopping")
+
+
+def report_engine(settings: Settings, harmonizer: Harmonizer):
+    """The model for the report job: the harmonizer when it is the model, else the configured model if it loads."""
+    from slm.engine import Engine, ModelUnavailable, load_engine
+
+    if isinstance(harmonizer, Engine):
+        return harmonizer
+    if not settings.reports.interval_seconds:
+        return None  # no report job to load a model for
+    try:
+        return load_engine(**settings.model.model_dump())
+    except ModelUnavailable as exc:
+        log.warning("no model for reports (%s): reports are stored and wait for one; DICOM ingest is not affected", exc)
+        return None

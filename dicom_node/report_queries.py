@@ -1,0 +1,231 @@
+"""Reports as people and scripts ask for them: each with its linked study and its latest result.
+
+A report links to a study at query time, by Study Instance UID when a study with that UID was
+received, else by Accession Number: a report may arrive before its images, and then links to them
+as soon as they are in. The latest result is the one processed last, whichever model version made it.
+Patient identifiers are never shown or exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import aliased
+
+from dicom_node.exchange import iso
+from dicom_node.tables import Report, ReportResult, Series, Study
+from slm.tasks import LABEL_KEYS, REPORT_SECTIONS
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: int
+    report_key: str
+    source: str
+    study_uid: str | None  # as the report gave it
+    accession_number: str | None
+    report_date: str | None
+    received_at: datetime
+    indication: str | None
+    comparison: str | None
+    findings: str | None
+    impression: str | None  # the radiologist's
+    linked_study_uid: str | None  # the received study it links to, if any yet
+    series_count: int  # of the linked study
+    labels: dict[str, str] | None  # of the latest result
+    generated_impression: str | None
+    model_version: str | None
+    processed_at: datetime | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+
+    @property
+    def positive_findings(self) -> list[str]:
+        return [key for key in LABEL_KEYS if (self.labels or {}).get(key) == "Yes"]
+
+    @property
+    def status(self) -> str:
+        if self.processed_at is not None:
+            return "processed"
+        return f"failed {self.attempts}x" if self.attempts else "waiting"
+
+
+def _latest_results():
+    """Per report, its result processed last (by time, then by order of entry)."""
+    rank = (
+        func.row_number()
+        .over(partition_by=ReportResult.report_id, order_by=(ReportResult.processed_at.desc(), ReportResult.id.desc()))
+        .label("rank")
+    )
+    ranked = select(ReportResult, rank).subquery()
+    return select(ranked).where(ranked.c.rank == 1).subquery("latest")
+
+
+def reports(
+    engine: Engine,
+    report_id: int | None = None,
+    study_uid: str | None = None,
+    accession: str | None = None,
+    label: str | None = None,
+    since: date | None = None,
+    unprocessed: bool = False,
+) -> list[ReportView]:
+    """Reports, oldest first, filtered: by id, by study (the report's or the linked one's UID), by
+    accession (likewise), by a finding Yes in the latest result, by date (the report's own date when
+    it has one, else when it was received), or only those without any result yet."""
+    linked = aliased(Study, name="linked")
+    by_uid = select(Study.id).where(Study.study_uid == Report.study_uid).correlate(Report).scalar_subquery()
+    by_accession = (
+        select(func.min(Study.id))
+        .where(Study.accession_number == Report.accession_number)
+        .correlate(Report)
+        .scalar_subquery()
+    )
+    series_count = select(func.count(Series.id)).where(Series.study_id == linked.id).correlate(linked).scalar_subquery()
+    latest = _latest_results()
+    query = (
+        select(
+            *Report.__table__.c,
+            linked.study_uid.label("linked_study_uid"),
+            series_count.label("series_count"),
+            latest.c.labels,
+            latest.c.impression.label("generated_impression"),
+            latest.c.model_version,
+            latest.c.processed_at,
+        )
+        .select_from(Report)
+        .outerjoin(linked, linked.id == func.coalesce(by_uid, by_accession))
+        .outerjoin(latest, latest.c.report_id == Report.id)
+        .order_by(Report.id)
+    )
+    if report_id is not None:
+        query = query.where(Report.id == report_id)
+    if study_uid:
+        query = query.where(or_(Report.study_uid == study_uid, linked.study_uid == study_uid))
+    if accession:
+        query = query.where(or_(Report.accession_number == accession, linked.accession_number == accession))
+    if unprocessed:
+        query = query.where(latest.c.report_id.is_(None))
+    with engine.connect() as conn:
+        views = [_view(row) for row in conn.execute(query)]
+    if label:
+        views = [view for view in views if (view.labels or {}).get(label) == "Yes"]
+    if since:
+        views = [view for view in views if _day(view) >= since]
+    return views
+
+
+def _view(row) -> ReportView:
+    fields = {name: getattr(row, name) for name in ReportView.__dataclass_fields__ if name != "labels"}
+    return ReportView(
+        **{**fields, "series_count": row.series_count or 0},
+        labels=json.loads(row.labels) if row.labels is not None else None,
+    )
+
+
+def _day(view: ReportView) -> date:
+    """The report's date: its own (DICOM DA, HL7 TS or ISO, read by the first eight digits), else when received."""
+    digits = re.sub(r"\D", "", view.report_date or "")
+    if len(digits) >= 8:
+        try:
+            return datetime.strptime(digits[:8], "%Y%m%d").date()
+        except ValueError:
+            pass
+    return view.received_at.date()
+
+
+# ---- rows for the CLI ---------------------------------------------------------------------------
+
+LIST_FIELDS = (
+    "id", "study_uid", "accession_number", "source", "report_date", "status",
+    "findings", "impression", "model_version",
+)
+EXPORT_FIELDS = (
+    "id", "report_key", "source", "study_uid", "linked_study_uid", "accession_number", "report_date",
+    "received_at", *REPORT_SECTIONS, "generated_impression", "model_version", "processed_at",
+)
+
+
+def list_row(view: ReportView) -> dict:
+    """One line of `slmnode reports list`: the study it links to (else its own UID), positive findings."""
+    return {
+        "id": view.id,
+        "study_uid": view.linked_study_uid or view.study_uid,
+        "accession_number": view.accession_number,
+        "source": view.source,
+        "report_date": view.report_date,
+        "status": view.status,
+        "findings": ", ".join(view.positive_findings),
+        "impression": view.generated_impression,
+        "model_version": view.model_version,
+    }
+
+
+def export_row(view: ReportView, labels_as_columns: bool) -> dict:
+    """Every field of a report and its latest result; the labels as 14 columns (CSV) or one object (JSON)."""
+    row = {field: getattr(view, field) for field in EXPORT_FIELDS}
+    row.update(received_at=iso(view.received_at), processed_at=iso(view.processed_at))
+    if labels_as_columns:
+        row.update({key: (view.labels or {}).get(key) for key in LABEL_KEYS})
+    else:
+        row["labels"] = view.labels
+    return row
+
+
+def show_data(view: ReportView) -> dict:
+    """What `slmnode reports show` tells of one report, for JSON."""
+    return {
+        "id": view.id,
+        "report_key": view.report_key,
+        "source": view.source,
+        "study_uid": view.study_uid,
+        "accession_number": view.accession_number,
+        "report_date": view.report_date,
+        "received_at": iso(view.received_at),
+        "linked_study": (
+            {"study_uid": view.linked_study_uid, "series_count": view.series_count} if view.linked_study_uid else None
+        ),
+        "sections": {name: getattr(view, name) for name in REPORT_SECTIONS},
+        "status": view.status,
+        "last_error": view.last_error,
+        "next_attempt_at": iso(view.next_attempt_at),
+        "labels": view.labels,
+        "generated_impression": view.generated_impression,
+        "model_version": view.model_version,
+        "processed_at": iso(view.processed_at),
+    }
+
+
+def show_text(view: ReportView) -> str:
+    """One report for people: a line per field, the sections in full."""
+    if view.linked_study_uid:
+        study = f"{view.linked_study_uid} ({view.series_count} series received)"
+    else:
+        study = f"{view.study_uid or '-'} (no study received yet)"
+    if view.status.startswith("failed"):
+        status = f"{view.status}, next attempt {iso(view.next_attempt_at)}: {view.last_error}"
+    else:
+        status = view.status
+    lines = [
+        ("report", f"{view.id} ({view.source}, {view.report_key})"),
+        ("study", study),
+        ("accession", view.accession_number or "-"),
+        ("report date", view.report_date or "-"),
+        ("received", iso(view.received_at)),
+        *((name, getattr(view, name) or "-") for name in REPORT_SECTIONS),
+        ("status", status),
+    ]
+    if view.labels is not None:
+        lines += [
+            ("positive findings", ", ".join(view.positive_findings) or "none"),
+            ("generated impression", view.generated_impression or "-"),
+            ("model version", view.model_version),
+        ]
+    width = max(len(name) for name, _ in lines)
+    return "".join(f"{name.ljust(width)}  {value}\n" for name, value in lines)
