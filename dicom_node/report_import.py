@@ -26,7 +26,7 @@ from hl7apy.parser import parse_message
 from tqdm import tqdm
 
 from dicom_node.report_sections import Sections, dicom_date, section_coded
-from dicom_node.store import MissingTag, ReportRecord, Store
+from dicom_node.store import ReportRecord, Store
 from slm.tasks import REPORT_SECTIONS
 
 SUFFIXES = {".txt": "text", ".csv": "csv", ".hl7": "hl7", ".oru": "hl7"}
@@ -68,15 +68,12 @@ def import_reports(
     summary = ImportSummary()
     for path in tqdm(paths, unit="file", file=sys.stderr, disable=None if len(paths) > 1 else True):
         for where, read in read_reports(path, fmt, study_uid, accession, keep_patient_identifiers):
-            try:
-                if isinstance(read, Refused):
-                    raise read
-                if store.record_report(read):
-                    summary.added += 1
-                else:
-                    summary.already_there += 1
-            except (Refused, MissingTag) as exc:
-                summary.refused.append((where, str(exc)))
+            if isinstance(read, Refused):
+                summary.refused.append((where, str(read)))
+            elif store.record_report(read):
+                summary.added += 1
+            else:
+                summary.already_there += 1
     return summary
 
 
@@ -248,33 +245,42 @@ def oru_report(segments: list[str], keep_patient_identifiers: bool = False) -> R
     accession = next(
         (value for number in (18, 3, 2) if (value := escapes.text(_component(_field(obr, number), 1)))), None
     )
-    zds = _segment(message, "ZDS")
-    study_uid = escapes.text(_component(_field(zds, 1), 1)) if zds is not None else None
-    sections = Sections()
-    section = named_before = None
-    for obx in (segment for segment in message.children if segment.name == "OBX"):
-        identifier = [escapes.text(_component(_field(obx, 3), n)) for n in (1, 2, 3)]
-        if identifier[0] == DICOM_STUDY_CODE or "study instance uid" in identifier[1].lower():
-            study_uid = study_uid or escapes.text(_component(_field(obx, 5), 1))
-        elif escapes.text(_raw(_field(obx, 2))) in TEXT_VALUE_TYPES:
-            named = _obx_section(*identifier)
-            if named and named != named_before:  # a new observation: its own section, until a heading
-                section = named
-            named_before = named
-            text = "\n".join(escapes.text(_raw(value)) for value in _fields(obx, 5))
-            section = sections.add_lines(text.splitlines(), section)
+    sections, study_uid_obx = _observations(message, escapes)
+    identifiers = {}
     pid = _segment(message, "PID")
-    keep = keep_patient_identifiers and pid is not None
+    if keep_patient_identifiers and pid is not None:
+        identifiers = {
+            "patient_id": escapes.text(_component(_field(pid, 3), 1)) or None,
+            "patient_name": _person_name(_field(pid, 5), escapes),
+        }
     return _record(
         "hl7",
         f"{facility}:{control_id}",
         sections,
-        study_uid,
+        escapes.text(_component(_field(_segment(message, "ZDS"), 1), 1)) or study_uid_obx,
         accession,
         report_date=dicom_date(escapes.text(_component(_field(obr, 7), 1))),
-        patient_id=escapes.text(_component(_field(pid, 3), 1)) or None if keep else None,
-        patient_name=_person_name(_field(pid, 5), escapes) if keep else None,
+        **identifiers,
     )
+
+
+def _observations(message, escapes: "_Escapes") -> tuple[Sections, str | None]:
+    """The report text of the message's OBX segments by section, and the Study Instance UID if an OBX
+    gives it. An OBX-3 naming a section starts it; a heading inside the text switches it."""
+    sections = Sections()
+    study_uid = section = named_before = None
+    for obx in (segment for segment in message.children if segment.name == "OBX"):
+        identifier = [escapes.text(_component(_field(obx, 3), n)) for n in (1, 2, 3)]
+        if identifier[0] == DICOM_STUDY_CODE or "study instance uid" in identifier[1].lower():
+            study_uid = study_uid or escapes.text(_component(_field(obx, 5), 1)) or None
+        elif escapes.text(_raw(_field(obx, 2))) in TEXT_VALUE_TYPES:
+            named = _obx_section(*identifier)
+            if named and named != named_before:
+                section = named
+            named_before = named
+            text = "\n".join(escapes.text(_raw(value)) for value in _fields(obx, 5))
+            section = sections.add_lines(text.splitlines(), section)
+    return sections, study_uid
 
 
 def _parsed(segments: list[str]):

@@ -161,7 +161,8 @@ def text_sr(
 ) -> Dataset:
     """A report SR document of `sop_class` (Basic Text, Enhanced or Comprehensive SR) whose root
     CONTAINER holds `content` (see sr_text and sr_container)."""
-    ds = Dataset()
+    ds = sr_container(title, content)
+    del ds.RelationshipType  # the root content item is the document itself
     sop_instance = generate_uid()
     ds.file_meta = _file_meta(sop_class, sop_instance, ExplicitVRLittleEndian)
     ds.SpecificCharacterSet = "ISO_IR 192"
@@ -174,12 +175,8 @@ def text_sr(
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 900
     ds.InstanceNumber = 1
-    ds.ValueType = "CONTAINER"
-    ds.ContinuityOfContent = "SEPARATE"
     ds.CompletionFlag = "COMPLETE"
     ds.VerificationFlag = "UNVERIFIED"
-    ds.ConceptNameCodeSequence = Sequence([_code(*title)])
-    ds.ContentSequence = Sequence(content)
     return ds
 
 
