@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, EnhancedSRStorage
+from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, EnhancedSRStorage, ImplicitVRLittleEndian
 from sqlalchemy import select
 
 from dicom_factory import mr_instance, sr_container, sr_text, text_sr, write_files
@@ -37,17 +37,20 @@ def basic_sr(study_uid=None):
 
 
 def enhanced_sr(study_uid=None):
-    """Enhanced SR with LOINC-coded section containers whose TEXT items have no concept name."""
-    return text_sr(
+    """Enhanced SR with LOINC-coded section containers whose TEXT items have no concept name, in
+    Implicit VR Little Endian (the node reads the content tree from raw elements)."""
+    ds = text_sr(
         [
             sr_container(("18785-6", "LN", "Radiology Reason for study"), [sr_text("Cough for three weeks.")]),
-            sr_container(("18834-2", "LN", "Radiology Comparison study"), [sr_text("Chest X-ray 2023-01-04.")]),
+            sr_container(("18834-2", "LN", "Radiology Comparison study"), [sr_text("Thoraxröntgen 2023-01-04.")]),
             sr_container(("18782-3", "LN", "Radiology Study observation"), [sr_text("Small left effusion.")]),
             sr_container(("19005-8", "LN", "Radiology Impression"), [sr_text("Left pleural effusion.")]),
         ],
         sop_class=EnhancedSRStorage,
         study_uid=study_uid,
     )
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    return ds
 
 
 def comprehensive_sr(study_uid=None):
@@ -102,7 +105,7 @@ def test_each_text_sr_class_becomes_one_report_linked_to_its_study(tmp_path):
     }
     assert sections(enhanced) == {
         "indication": "Cough for three weeks.",
-        "comparison": "Chest X-ray 2023-01-04.",
+        "comparison": "Thoraxröntgen 2023-01-04.",
         "findings": "Small left effusion.",
         "impression": "Left pleural effusion.",
     }
