@@ -22,3 +22,11 @@ FORMAT_OPTION = click.option(
     show_default=True,
     help="table for people; json or csv for scripts.",
 )
+
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8", lazy=True),
+    default="-",
+    help="File to write (default: standard output).",
+)

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from dicom_node.cli_options import open_store
+from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, open_store
+from slm.tasks import LABEL_KEYS
 
 
 @click.group()
@@ -67,4 +68,133 @@ def import_(settings, paths, study_uid, accession, fmt) -> None:
     for where, why in summary.refused:
         click.echo(f"refused {where}: {why}", err=True)
     if summary.refused:
+        sys.exit(1)
+
+
+# ---- reports out ---------------------------------------------------------------------------------
+
+
+def _study_options(command):
+    """--study and --accession, shared by `list` and `show`."""
+    command = click.option(
+        "--accession", metavar="NUMBER", help="Reports with this Accession Number (theirs or their linked study's)."
+    )(command)
+    return click.option(
+        "--study",
+        "study_uid",
+        metavar="UID",
+        help="Reports of this Study Instance UID (theirs or their linked study's).",
+    )(command)
+
+
+@reports.command("list")
+@_study_options
+@click.option(
+    "--label",
+    type=click.Choice(LABEL_KEYS, case_sensitive=False),
+    metavar="FINDING",
+    help="Only reports whose latest result says Yes to FINDING: one of the 13 CheXpert findings "
+    'or "No Finding" (any case).',
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="DATE",
+    help="Only reports dated on or after DATE (YYYY-MM-DD): the report's own date, else the day it was received.",
+)
+@click.option("--unprocessed", is_flag=True, help="Only reports no model has processed yet.")
+@FORMAT_OPTION
+@click.pass_obj
+def list_(settings, study_uid, accession, label, since, unprocessed, fmt) -> None:
+    """List reports: linked study, source, date, positive findings, generated impression, model version.
+
+    A report links to a received study by Study Instance UID, else by Accession Number, whenever
+    the study arrives. The table shortens long cells; json and csv keep everything.
+    """
+    from dicom_node import report_queries
+    from dicom_node.exchange import format_rows
+
+    store = open_store(settings)
+    views = report_queries.reports(
+        store.engine, study_uid=study_uid, accession=accession, label=label,
+        since=since.date() if since else None, unprocessed=unprocessed,
+    )
+    rows = [report_queries.list_row(view) for view in views]
+    click.echo(format_rows(rows, report_queries.LIST_FIELDS, fmt), nl=False)
+
+
+@reports.command()
+@click.argument("report_id", type=int, required=False)
+@_study_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people; json (an array) for scripts.")
+@click.pass_obj
+def show(settings, report_id, study_uid, accession, fmt) -> None:
+    """Show one report (REPORT_ID, from `slmnode reports list`), or those of a study or accession:
+    sections, labels, generated impression, model version, linked study and its series count."""
+    import json
+
+    from dicom_node import report_queries
+
+    if sum(given is not None for given in (report_id, study_uid, accession)) != 1:
+        raise click.UsageError("give one of REPORT_ID, --study UID or --accession NUMBER")
+    store = open_store(settings)
+    views = report_queries.reports(store.engine, report_id=report_id, study_uid=study_uid, accession=accession)
+    if not views:
+        asked = f"report {report_id}" if report_id is not None else f"report for {study_uid or accession}"
+        raise click.ClickException(f"no {asked} in the store; see `slmnode reports list`")
+    if fmt == "json":
+        click.echo(json.dumps([report_queries.show_data(view) for view in views], ensure_ascii=False, indent=2))
+    else:
+        click.echo("\n".join(report_queries.show_text(view) for view in views), nl=False)
+
+
+@reports.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@OUTPUT_OPTION
+@click.pass_obj
+def export(settings, fmt, output) -> None:
+    """Export every report with its latest result: in CSV the 14 labels are columns, in JSON one object."""
+    from dicom_node import report_queries
+    from dicom_node.exchange import format_rows
+
+    store = open_store(settings)
+    views = report_queries.reports(store.engine)
+    rows = [report_queries.export_row(view, labels_as_columns=fmt == "csv") for view in views]
+    fields = report_queries.EXPORT_FIELDS + (LABEL_KEYS if fmt == "csv" else ("labels",))
+    output.write(format_rows(rows, fields, fmt))
+
+
+# ---- the companion job, by hand --------------------------------------------------------------------
+
+
+@reports.command()
+@click.option("--limit", type=click.IntRange(min=1), help="Process at most this many reports (default: all pending).")
+@click.pass_obj
+def process(settings, limit) -> None:
+    """Label the reports the configured model has not processed yet and write their impressions, now.
+
+    The job the node runs every reports.interval_seconds, with the model of the configuration
+    (model.path). Safe beside a running node or another `process`: each report is processed once.
+    Exits with status 1 if the model failed on any report (they are retried later with backoff).
+    """
+    from tqdm import tqdm
+
+    from dicom_node.report_job import ReportJob
+    from slm.engine import ModelUnavailable, load_engine
+
+    store = open_store(settings)
+    try:
+        try:
+            engine = load_engine(**settings.model.model_dump())
+        except ModelUnavailable as exc:
+            raise click.ClickException(f"no model to process reports with: {exc}") from None
+        job = ReportJob.from_settings(store, engine, settings.reports)
+        pending = job.count_pending()
+        with tqdm(total=min(pending, limit or pending), unit=" reports", file=sys.stderr, disable=None) as progress:
+            counts = job.run_until_done(limit, progress=progress.update)
+    finally:
+        store.close()
+    click.echo(f"{counts.processed} reports processed, {counts.failed} failed (model {engine.version})")
+    if counts.failed:
         sys.exit(1)

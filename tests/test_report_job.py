@@ -12,13 +12,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from helpers_dicom import KeywordHarmonizer, node_settings
+from click.testing import CliRunner
+from dicom_factory import mr_instance, sr_instance, write_files
+from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
+from dicom_node.cli import cli
 from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.report_job import ReportJob
 from dicom_node.scheduler import JOB_TABLE
+from dicom_node.sender import send_files
 from dicom_node.store import ReportRecord, Store
 from dicom_node.tables import Report, ReportResult, utcnow
 from slm.engine import load_engine
@@ -239,10 +243,6 @@ def test_two_process_commands_at_once_process_each_report_once(tmp_path, model_f
 
 
 def test_process_without_a_model_is_a_clear_error(tmp_path):
-    from click.testing import CliRunner
-
-    from dicom_node.cli import cli
-
     config = write_config(tmp_path, tmp_path / "no-such-model")
     result = CliRunner().invoke(cli, ["--config", str(config), "reports", "process"])
     assert result.exit_code == 1
@@ -324,3 +324,27 @@ def test_a_new_model_version_processes_every_report_again_once(url, tiny):
     newer.version = "tiny-v2"
     job = ReportJob(store, newer)
     assert job.count_pending() == 2 and job.run_until_done().processed == 2 and job.count_pending() == 0
+
+
+def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path, tiny):
+    study = "1.2.826.0.1.3680043.8.498.77"
+    paths = write_files([sr_instance(study_uid=study), mr_instance("t1_mprage", study_uid=study)], tmp_path / "in")
+    settings = node_settings(tmp_path, reports={"interval_seconds": 0.2})
+    with Node(settings, KeywordHarmonizer(), engine=tiny) as node:
+        outcomes = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
+        assert [outcome.status for outcome in outcomes] == [0x0000, 0x0000]
+        assert wait_for(lambda: len(results(node.store)) == 1)
+
+    config = tmp_path / "node.yaml"
+    config.write_text(f"store:\n  url: {settings.store.url}\n")
+    listing = CliRunner().invoke(
+        cli, ["--config", str(config), "reports", "list", "--study", study, "--format", "json"]
+    )
+    [row] = json.loads(listing.output)
+    assert (row["study_uid"], row["source"], row["status"]) == (study, "sr", "processed")
+    assert row["model_version"] == tiny.version
+    shown = CliRunner().invoke(cli, ["--config", str(config), "reports", "show", str(row["id"]), "--format", "json"])
+    [report] = json.loads(shown.output)
+    assert report["sections"]["findings"] == "No acute intracranial abnormality."
+    assert report["linked_study"] == {"study_uid": study, "series_count": 2}  # the MR series and the SR's own
+    assert set(report["labels"]) == set(LABEL_KEYS) and isinstance(report["generated_impression"], str)
