@@ -122,19 +122,31 @@ class ReportJob:
         """One claim of at most queue_size reports, processed; how many got a result."""
         return self._round(self.queue_size).processed
 
-    def run_until_done(self, limit: int | None = None, progress: Callable[[int], object] | None = None) -> JobCounts:
+    def run_until_done(
+        self,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+        seconds: float | None = None,
+    ) -> JobCounts:
         """Claims until nothing is pending (or `limit` reports were tried, or stopping is set).
 
         Stops early when a whole claim failed: the model is then likely broken, and the failed
         reports wait out their backoff. progress(n) is called after each batch with its size.
+        With `seconds` (the node passes its interval), no claim starts that would likely end after
+        that many seconds, so a scheduled run ends before the next is due and other jobs get their
+        turn; the next run goes on with the rest.
         """
         total = JobCounts()
+        started = time.perf_counter()
+        longest = 0.0  # of one claim so far
         while not self.stopping.is_set():
             tried = total.processed + total.failed
             wanted = self.queue_size if limit is None else min(self.queue_size, limit - tried)
-            if wanted <= 0:
+            elapsed = time.perf_counter() - started
+            if wanted <= 0 or (seconds is not None and tried and elapsed + longest > seconds):
                 break
             counts = self._round(wanted, progress)
+            longest = max(longest, time.perf_counter() - started - elapsed)
             total.processed += counts.processed
             total.failed += counts.failed
             if counts.processed == 0:

@@ -214,6 +214,21 @@ def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplo
     assert poison.attempts == 0 and poison.last_error is None and poison.next_attempt_at is None
 
 
+def test_a_run_with_a_time_budget_leaves_the_rest_for_the_next(url, tiny):
+    store = Store(url)
+    add_reports(store, 12)
+
+    class SlowEngine(CountingEngine):
+        def label(self, texts):
+            time.sleep(0.1)
+            return super().label(texts)
+
+    job = ReportJob(store, SlowEngine(tiny), batch_size=2, queue_size=2)
+    first = job.run_until_done(seconds=0.25)
+    assert 2 <= first.processed <= 4  # a claim of 2 takes over 0.1 s: no third one within 0.25 s
+    assert first.processed + job.run_until_done().processed == 12
+
+
 def write_config(tmp_path: Path, model_folder: Path, **reports) -> Path:
     config = tmp_path / "node.yaml"
     config.write_text(
