@@ -15,9 +15,10 @@ import threading
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
+from dicom_node import registry
 from dicom_node.config import Settings
 from dicom_node.report_job import ReportJob
-from dicom_node.scheduler import NodeScheduler
+from dicom_node.scheduler import MODELS, PROCESS, NodeScheduler
 from dicom_node.scp import start_scp
 from dicom_node.store import Store
 from dicom_node.worker import HarmonizationWorker
@@ -26,12 +27,15 @@ from slm.harmonizer import Harmonizer, load_harmonizer
 log = logging.getLogger(__name__)
 
 REPORT_JOB_ID = "reports"
+FOLLOW_JOB_ID = "follow-registry"
 
 
 class Node:
     """Store + worker + SCP + scheduled jobs. Use as a context manager; `port` is the port actually bound.
 
-    `engine` (the model) labels reports and writes their impressions; without it reports wait.
+    `engine` (the model) labels reports and writes their impressions; without it reports wait. A node
+    with a model also follows the model registry: every retraining.follow_seconds it switches to a
+    newly promoted (or rolled back) version, see follow_registry.
     """
 
     def __init__(self, settings: Settings, harmonizer: Harmonizer, engine=None):
@@ -46,6 +50,16 @@ class Node:
         )
         self.scheduler = NodeScheduler(settings.store.url)
         self.report_job = self._report_job(engine)
+        self.model_version = (engine or harmonizer).version  # what follow_registry compares with the registry
+        if engine is not None and (harmonizer is engine or self.report_job is not None):
+            # A node that runs a model follows the registry's promotions and rollbacks.
+            self.scheduler.add(
+                FOLLOW_JOB_ID,
+                self.follow_registry,
+                IntervalTrigger(seconds=settings.retraining.follow_seconds),
+                jobstore=PROCESS,
+                executor=MODELS,
+            )
         self.server = None
 
     def _report_job(self, engine) -> ReportJob | None:
@@ -57,6 +71,37 @@ class Node:
         job = ReportJob.from_settings(self.store, engine, self.settings.reports)
         self.scheduler.add(REPORT_JOB_ID, job.run_until_done, IntervalTrigger(seconds=interval))
         return job
+
+    def use_model(self, engine) -> None:
+        """Run `engine` from now on: the worker's next batch harmonizes with it (unless harmonizer.kind is
+        rules), the report job's next run labels with it. Associations go on: the C-STORE handler never
+        calls the model."""
+        if self.settings.harmonizer.kind != "rules":
+            self.harmonizer = self.worker.harmonizer = engine
+        if self.report_job is None:
+            self.report_job = self._report_job(engine)  # no model at start: reports get one now
+        else:
+            job = self.report_job  # between two of its runs, so one run's results carry one version
+            self.scheduler.run_between_jobs(lambda: setattr(job, "engine", engine))
+        self.model_version = engine.version
+
+    def follow_registry(self) -> str | None:
+        """Switch to the registry's active version when it is not the one running; the version switched to.
+
+        The model loads outside any lock while the old one keeps working; a model that does not load
+        is logged and the node keeps the one it has.
+        """
+        active = registry.active(self.store)
+        if active is None or active.version == self.model_version:
+            return None
+        try:
+            engine = registry.load_version(active, self.settings.model)
+        except Exception as exc:  # missing folder, other weights, out of memory: the node goes on as it is
+            log.error("cannot switch to model %s, keeping %s: %s", active.version, self.model_version, exc)
+            return None
+        self.use_model(engine)
+        log.info("switched to model %s (the registry's active version)", engine.version)
+        return engine.version
 
     @property
     def port(self) -> int:
@@ -115,6 +160,7 @@ def serve(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    settings = with_active_model(settings)
     harmonizer = load_harmonizer(settings)
     with Node(settings, harmonizer, report_engine(settings, harmonizer)) as node:
         log.info("slmnode ready: %s", node.describe())
@@ -136,3 +182,12 @@ def report_engine(settings: Settings, harmonizer: Harmonizer):
     except ModelUnavailable as exc:
         log.warning("no model for reports (%s): reports are stored and wait for one; DICOM ingest is not affected", exc)
         return None
+
+
+def with_active_model(settings: Settings) -> Settings:
+    """`settings` with the registry's active version as model.path, when one was promoted."""
+    store = Store(settings.store.url, synchronous=settings.store.synchronous)
+    try:
+        return registry.active_settings(settings, store)
+    finally:
+        store.close()

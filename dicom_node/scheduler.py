@@ -17,6 +17,7 @@ from datetime import timezone
 from typing import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -26,6 +27,10 @@ from sqlalchemy.engine import Engine, make_url
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
+# A job every node process must run for itself (following the model registry) lives in this process's
+# memory, not in the shared job table, where another process could take its turn. MODELS is the
+# thread that loads models, so a long report run never delays a switch of model.
+PROCESS, MODELS = "process", "models"
 
 # What each scheduled job runs in this process, by registry key; see run_registered.
 _targets: dict[str, Callable[[], object]] = {}
@@ -60,8 +65,11 @@ class NodeScheduler:
     def __init__(self, url: str):
         self.store_key = make_url(url).render_as_string(hide_password=True)
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE)},
-            executors={"default": ThreadPoolExecutor(1)},
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE),
+                PROCESS: MemoryJobStore(),
+            },
+            executors={"default": ThreadPoolExecutor(1), MODELS: ThreadPoolExecutor(1)},
             # A late run of a catch-up job beats none; coalesce makes a pile of missed runs one.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
@@ -78,6 +86,10 @@ class NodeScheduler:
         _targets[self._key(job_id)] = target
         if self.scheduler.running:
             self._store_job(job_id)
+
+    def run_between_jobs(self, target: Callable[[], object]) -> None:
+        """target() once, as soon as the default thread is free: never during a run of a stored job."""
+        self.scheduler.add_job(target, jobstore=PROCESS)
 
     def start(self) -> None:
         self.scheduler.start(paused=True)  # paused: the stored jobs are checked before any runs

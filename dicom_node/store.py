@@ -537,6 +537,18 @@ class Store:
                     .values(attempts=done + 1, last_error=error, next_attempt_at=now + timedelta(seconds=wait))
                 )
 
+    def requeue_descriptions(self, except_version: str | None = None) -> int:
+        """Queue mapped descriptions again, all or those mapped by another version than `except_version`;
+        how many. They keep their labels until the worker maps them anew."""
+        query = update(Description).where(Description.status == "mapped")
+        if except_version is not None:
+            query = query.where(
+                (Description.model_version.is_(None)) | (Description.model_version != except_version)
+            )
+        values = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
+        with self.transaction() as conn:
+            return conn.execute(query.values(values)).rowcount
+
     # -- corrections
 
     def find_description(self, text: str) -> str:

@@ -191,12 +191,15 @@ def mix(examples: Iterable[Example], weights: Mapping[str, float] | None = None,
         by_task[example.task].append(example)
     mixed = []
     for task in sorted(by_task):
-        group = by_task[task]
-        weight = (weights or {}).get(task, 1.0)
-        whole, part = divmod(weight, 1.0)
-        mixed += group * int(whole) + rng.sample(group, round(len(group) * part))
+        mixed += repeated(by_task[task], (weights or {}).get(task, 1.0), rng)
     rng.shuffle(mixed)
     return mixed
+
+
+def repeated(examples: Sequence[Example], weight: float, rng: random.Random) -> list[Example]:
+    """`examples` `weight` times over: 2.0 twice, 0.5 a random half, 2.5 twice and a random half."""
+    whole, part = divmod(weight, 1.0)
+    return list(examples) * int(whole) + rng.sample(list(examples), round(len(examples) * part))
 
 
 def recipe_examples(data: Mapping[str, Any], split: str) -> list[Example]:
@@ -208,23 +211,26 @@ def recipe_examples(data: Mapping[str, Any], split: str) -> list[Example]:
     if unknown:
         raise ValueError(f"unknown tasks {sorted(unknown)}; known: {sorted(TASKS)}")
     examples: list[Example] = []
+    held_out: list[Example] = []
     if data.get("openi") and {"label", "impression"} & set(tasks):
         examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data["openi"])
     if "harmonize" in tasks:
         if data.get("series_csv"):
             parts = split_descriptions(series_csv_examples(data["series_csv"]), data["series_holdout"], data["seed"])
             examples += parts[split]
-        if split == "train":
-            held_out = parts["dev"] + parts["test"] if data.get("series_csv") else []
-            if data.get("series_generated"):
-                examples += without_descriptions(generated_examples(data["series_generated"], data["seed"]), held_out)
-            for path in data.get("corrections") or []:
-                examples += without_descriptions(corrections_examples(path), held_out)
+            held_out = parts["dev"] + parts["test"]
+        if split == "train" and data.get("series_generated"):
+            examples += without_descriptions(generated_examples(data["series_generated"], data["seed"]), held_out)
     limit = data.get("limit_per_task")
     if limit:
         examples = [e for task in tasks for e in [x for x in examples if x.task == task][:limit]]
-    if split == "train":
-        if data.get("label_negative_fraction"):
-            examples = negate_labels(examples, data["label_negative_fraction"], data["seed"])
-        return mix(examples, data.get("weights"), data["seed"])
-    return examples
+    if split == "dev":
+        return examples
+    if "harmonize" in tasks:
+        # After the limit, so a quick run still learns every correction, each corrections_weight times.
+        corrected = [e for path in data.get("corrections") or [] for e in corrections_examples(path)]
+        rng = random.Random(f"{data['seed']}-corrections")
+        examples += repeated(without_descriptions(corrected, held_out), data.get("corrections_weight", 1.0), rng)
+    if data.get("label_negative_fraction"):
+        examples = negate_labels(examples, data["label_negative_fraction"], data["seed"])
+    return mix(examples, data.get("weights"), data["seed"])

@@ -55,6 +55,7 @@ class DataSettings(_Recipe):
     series_holdout: float = Field(0.3, ge=0, lt=1)
     series_generated: int = Field(0, ge=0)
     corrections: list[str] = []
+    corrections_weight: float = Field(1.0, gt=0)  # each correction is seen this many times per epoch
     weights: dict[str, float] = {}
     limit_per_task: int | None = None
     label_negative_fraction: float = Field(0.0, ge=0, le=1)
