@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_ENV = "SLMNODE_CONFIG"
 
@@ -80,6 +80,9 @@ class ReportSettings(_Section):
     threads: int = Field(1, ge=1)
 
 
+GATE_FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macro_f1", "impression_rouge_l")
+
+
 class GateSettings(_Section):
     max_drop: dict[str, float] = {
         "harmonization_accuracy": 0.0,
@@ -87,6 +90,14 @@ class GateSettings(_Section):
         "labeling_macro_f1": 0.02,
         "impression_rouge_l": 0.02,
     }
+
+    @field_validator("max_drop")
+    @classmethod
+    def _known_figures(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(GATE_FIGURES))
+        if unknown:
+            raise ValueError(f"unknown figures {', '.join(unknown)}; the gate knows {', '.join(GATE_FIGURES)}")
+        return value
 
 
 class RetrainingSettings(_Section):
@@ -97,6 +108,18 @@ class RetrainingSettings(_Section):
     gate: GateSettings = GateSettings()
     schedule: str | None = None
     follow_seconds: float = Field(30.0, gt=0, strict=False)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday): {exc}") from None
+        return value
 
 
 class LoggingSettings(_Section):

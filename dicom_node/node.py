@@ -12,13 +12,14 @@ import logging
 import signal
 import threading
 
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from dicom_node import registry
 from dicom_node.config import Settings
 from dicom_node.report_job import ReportJob
-from dicom_node.scheduler import MODELS, PROCESS, NodeScheduler
+from dicom_node.scheduler import MODELS, PROCESS, RETRAINING, NodeScheduler
 from dicom_node.scp import start_scp
 from dicom_node.store import Store
 from dicom_node.worker import HarmonizationWorker
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 REPORT_JOB_ID = "reports"
 FOLLOW_JOB_ID = "follow-registry"
+RETRAIN_JOB_ID = "retrain"
 
 
 class Node:
@@ -60,6 +62,9 @@ class Node:
                 jobstore=PROCESS,
                 executor=MODELS,
             )
+        if settings.retraining.schedule:
+            trigger = CronTrigger.from_crontab(settings.retraining.schedule)  # the machine's local time
+            self.scheduler.add(RETRAIN_JOB_ID, self.retrain, trigger, executor=RETRAINING)
         self.server = None
 
     def _report_job(self, engine) -> ReportJob | None:
@@ -102,6 +107,24 @@ class Node:
         self.use_model(engine)
         log.info("switched to model %s (the registry's active version)", engine.version)
         return engine.version
+
+    def retrain(self) -> None:
+        """The scheduled retraining (retraining.schedule): a new version, promoted if the gate passes;
+        follow_registry then switches to it. Trains in this process, with the recipe's threads."""
+        from training.retrain import retrain
+
+        try:
+            result = retrain(self.store, self.settings, who="schedule")
+        except Exception:
+            log.exception("scheduled retraining failed; the node keeps model %s", self.model_version)
+            return
+        log.info(
+            "scheduled retraining: %s %s against %s (%s)",
+            result.candidate,
+            "promoted" if result.promoted else "passed, not promoted" if result.passed else "refused",
+            result.current,
+            "; ".join(result.reasons),
+        )
 
     @property
     def port(self) -> int:

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 JOB_TABLE = "apscheduler_jobs"
 # A job every node process must run for itself (following the model registry) lives in this process's
 # memory, not in the shared job table, where another process could take its turn. MODELS is the
-# thread that loads models, so a long report run never delays a switch of model.
-PROCESS, MODELS = "process", "models"
+# thread that loads models, so a long report run never delays a switch of model; RETRAINING the one
+# that trains, so an hour of training delays neither.
+PROCESS, MODELS, RETRAINING = "process", "models", "retraining"
 
 # What each scheduled job runs in this process, by registry key; see run_registered.
 _targets: dict[str, Callable[[], object]] = {}
@@ -69,7 +70,7 @@ class NodeScheduler:
                 "default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE),
                 PROCESS: MemoryJobStore(),
             },
-            executors={"default": ThreadPoolExecutor(1), MODELS: ThreadPoolExecutor(1)},
+            executors={name: ThreadPoolExecutor(1) for name in ("default", MODELS, RETRAINING)},
             # A late run of a catch-up job beats none; coalesce makes a pile of missed runs one.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,

@@ -166,3 +166,18 @@ def test_rollback_restores_the_previous_versions_predictions(tmp_path):
         assert model_labels(node.store) == {d: (label, v1.version) for d, label in expected[v1.version].items()}
         assert "0 queued again" in slmnode("reharmonize").output  # everything is mapped by the active version
         assert f"{len(DESCRIPTIONS)} queued again" in slmnode("reharmonize", "--all").output
+
+
+def test_serve_starts_from_the_active_version_and_reharmonize_names_a_model_it_cannot_load(tmp_path, store):
+    from dicom_node.node import with_active_model
+
+    settings = node_settings(tmp_path, store={"url": f"sqlite:///{tmp_path / 'store.sqlite'}"})
+    assert with_active_model(settings) == settings  # nothing promoted: model.path as configured
+    register_three(store)
+    registry.promote(store, "v2-abc", who="ana")
+    assert (with_active_model(settings).model.path, with_active_model(settings).model.adapter) == ("/models/v2", None)
+
+    slmnode = cli_runner(tmp_path, "other.sqlite", model={"path": str(tmp_path / "no-model")}, harmonizer={"kind": "slm"})
+    refused = slmnode("reharmonize")
+    assert refused.exit_code == 1 and "cannot tell which model the node runs" in refused.output
+    assert "Traceback" not in refused.output

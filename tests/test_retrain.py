@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import time
 
 import pytest
 import yaml
@@ -126,3 +128,30 @@ def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
     missing = slmnode("models", "retrain", "data.series_csv=/nowhere/series.csv")
     assert missing.exit_code == 1 and "/nowhere/series.csv" in missing.output and "Traceback" not in missing.output
     assert (sorted((folder / "models").iterdir()) if (folder / "models").exists() else []) == before
+
+
+def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, caplog):
+    from dicom_node.config import Settings
+    from dicom_node.node import Node
+
+    folder, store, settings, slmnode = site
+    caplog.set_level(logging.INFO, logger="dicom_node.node")
+    config = yaml.safe_load((folder / "node.yaml").read_text())
+    config["dicom"] = {"bind_address": "127.0.0.1", "port": 0}
+    config["reports"] = {"interval_seconds": 0}
+    config["retraining"].update(schedule="0 3 * * 6", follow_seconds=0.1,
+                                gate={"max_drop": {"harmonization_accuracy": 1.0, "corrections_accuracy": 1.0}})
+    settings = Settings.model_validate(config)
+    running = registry.active(store)
+    engine = registry.load_version(running, settings.model) if running else load_engine(settings.model.path)
+    with Node(settings, engine, engine) as node:
+        job = node.scheduler.scheduler.get_job("retrain")
+        assert str(job.trigger) == "cron[month='*', day='*', day_of_week='6', hour='3', minute='0']"
+        node.retrain()  # what the schedule runs, without waiting for Saturday
+        newest = registry.versions(store)[-1]
+        assert f"scheduled retraining: {newest.version} promoted" in caplog.text
+        assert newest.active and newest.version != engine.version
+        deadline = time.monotonic() + 20
+        while node.model_version != newest.version:
+            assert time.monotonic() < deadline, "the node did not follow the scheduled promotion"
+            time.sleep(0.05)

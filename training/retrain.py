@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dicom_node import registry
-from dicom_node.config import Settings
+from dicom_node.config import GATE_FIGURES, Settings
 from dicom_node.exchange import CORRECTION_FIELDS, correction_rows, format_rows
 from dicom_node.store import Store
 from training import metrics
@@ -34,8 +34,6 @@ from training.train import TrainConfig, load_config, train
 
 log = logging.getLogger(__name__)
 
-# What the gate compares, in the order reports show them (retraining.gate.max_drop has one allowance each).
-FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macro_f1", "impression_rouge_l")
 CORRECTIONS_FILE = "corrections.csv"
 ROUNDING = 1e-9  # a figure equal up to float rounding has not dropped
 
@@ -119,7 +117,7 @@ def retrain(
     allowed = retraining.gate.max_drop
     comparisons = [
         Comparison(name, current_figures[name], candidate_figures[name], allowed.get(name, 0.0))
-        for name in FIGURES
+        for name in GATE_FIGURES  # in the order reports show them
         if name in current_figures and name in candidate_figures
     ]
     result = RetrainResult(
