@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -74,7 +75,9 @@ class Node:
             log.info("report job off: %s", "no model" if engine is None else "reports.interval_seconds is 0")
             return None
         job = ReportJob.from_settings(self.store, engine, self.settings.reports)
-        self.scheduler.add(REPORT_JOB_ID, job.run_until_done, IntervalTrigger(seconds=interval))
+        # A run ends within about one interval, so the next starts on time and a backlog goes on there.
+        run = partial(job.run_until_done, seconds=interval)
+        self.scheduler.add(REPORT_JOB_ID, run, IntervalTrigger(seconds=interval))
         return job
 
     def use_model(self, engine) -> None:

@@ -20,6 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
@@ -54,6 +55,16 @@ def run_registered(key: str) -> None:
     target()
 
 
+class _BackgroundScheduler(BackgroundScheduler):
+    def _process_jobs(self):
+        # APScheduler 3's loop looks for due jobs once more after shutdown(), when the executors are
+        # already shut: a job that came due during a long last run would be submitted to a closed
+        # pool ("cannot schedule new futures after shutdown", logged with a traceback).
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()
+
+
 class NodeScheduler:
     """A BackgroundScheduler whose jobs are stored in the database at `url`.
 
@@ -65,7 +76,7 @@ class NodeScheduler:
 
     def __init__(self, url: str):
         self.store_key = make_url(url).render_as_string(hide_password=True)
-        self.scheduler = BackgroundScheduler(
+        self.scheduler = _BackgroundScheduler(
             jobstores={
                 "default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE),
                 PROCESS: MemoryJobStore(),

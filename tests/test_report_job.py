@@ -281,6 +281,24 @@ def test_the_node_runs_the_job_on_schedule(tmp_path, tiny):
         assert wait_for(lambda: len(results(node.store)) == 5)
 
 
+def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog):
+    class SlowEngine(CountingEngine):
+        def label(self, texts):
+            time.sleep(0.3)
+            return super().label(texts)
+
+    engine = SlowEngine(tiny)
+    settings = node_settings(tmp_path, reports={"interval_seconds": 0.1, "batch_size": 1})
+    with caplog.at_level(logging.WARNING), Node(settings, KeywordHarmonizer(), engine=engine) as node:
+        add_reports(node.store, 20)
+        assert wait_for(lambda: len(engine.labeled) >= 2)  # runs are overdue while this one works
+    # The run ends after its batch, gives its other claims back, and nothing is submitted after the stop.
+    assert "Error submitting job" not in caplog.text and "after shutdown" not in caplog.text
+    store = Store(settings.store.url)
+    assert 2 <= len(results(store)) < 20
+    assert not any(row.claimed_by for row in report_rows(store).values())
+
+
 def test_a_node_without_a_model_or_interval_runs_no_job(tmp_path, tiny):
     for engine, reports in ((None, {}), (tiny, {"interval_seconds": 0})):
         with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), engine=engine) as node:
