@@ -97,6 +97,10 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
     (at most retraining.eval_limit per task) and on the corrections; the new one is promoted only if
     no figure drops by more than retraining.gate.max_drop. KEY=VALUE pairs override the recipe
     (epochs=2, data.series_generated=500). Exits with status 1 when the gate refuses.
+
+    Before the first retraining, model.path is registered and made active, so that a rollback has
+    somewhere to go. Each version's folder is under retraining.models_folder, with the corrections
+    it learned from (corrections.csv).
     """
     from dicom_node.registry import RegistryError
     from slm.engine import ModelUnavailable

@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,11 +21,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node import registry
 from dicom_node.cli import cli
-from dicom_node.config import load_settings
+from dicom_node.config import Settings, load_settings
+from dicom_node.node import Node
 from dicom_node.store import InstanceRecord, Store
 from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples
+from training.retrain import NOTHING_TO_COMPARE, RetrainResult
 from tests.tiny_model import save_tiny_model
 
 HOLDOUT = 0.9
@@ -131,9 +134,6 @@ def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
 
 
 def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, caplog):
-    from dicom_node.config import Settings
-    from dicom_node.node import Node
-
     folder, store, settings, slmnode = site
     caplog.set_level(logging.INFO, logger="dicom_node.node")
     config = yaml.safe_load((folder / "node.yaml").read_text())
@@ -155,3 +155,8 @@ def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, ca
         while node.model_version != newest.version:
             assert time.monotonic() < deadline, "the node did not follow the scheduled promotion"
             time.sleep(0.05)
+
+
+def test_no_figure_to_compare_is_no_pass():
+    result = RetrainResult("v1", "v2", Path("models/v2"), 0, [], {}, {}, promoted=False)
+    assert not result.passed and result.reasons == [NOTHING_TO_COMPARE]

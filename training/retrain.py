@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CORRECTIONS_FILE = "corrections.csv"
 ROUNDING = 1e-9  # a figure equal up to float rounding has not dropped
+NOTHING_TO_COMPARE = "no figure to compare: the recipe has no dev examples of its tasks and the store no corrections"
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,14 @@ class RetrainResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.comparisons)
+        """No figure dropped too far, and there was at least one to compare: no evidence is no pass."""
+        return bool(self.comparisons) and all(c.passed for c in self.comparisons)
 
     @property
     def reasons(self) -> list[str]:
         """Why the gate refused (the figures that dropped too far), else every figure's change."""
+        if not self.comparisons:
+            return [NOTHING_TO_COMPARE]
         refused = [c.reason() for c in self.comparisons if not c.passed]
         return refused or [c.reason() for c in self.comparisons]
 
