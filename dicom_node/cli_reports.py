@@ -174,19 +174,21 @@ def export(settings, fmt, output) -> None:
 def process(settings, limit) -> None:
     """Label the reports the configured model has not processed yet and write their impressions, now.
 
-    The job the node runs every reports.interval_seconds, with the model of the configuration
-    (model.path). Safe beside a running node or another `process`: each report is processed once.
+    The job the node runs every reports.interval_seconds, with the same model: the registry's
+    active version when one was promoted, else model.path. Safe beside a running node or another
+    `process`: each report is processed once.
     Exits with status 1 if the model failed on any report (they are retried later with backoff).
     """
     from tqdm import tqdm
 
+    from dicom_node.registry import active_settings
     from dicom_node.report_job import ReportJob
     from slm.engine import ModelUnavailable, load_engine
 
     store = open_store(settings)
     try:
         try:
-            engine = load_engine(**settings.model.model_dump())
+            engine = load_engine(**active_settings(settings, store).model.model_dump())
         except ModelUnavailable as exc:
             raise click.ClickException(f"no model to process reports with: {exc}") from None
         job = ReportJob.from_settings(store, engine, settings.reports)

@@ -18,6 +18,7 @@ from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
+from dicom_node import registry
 from dicom_node.cli import cli
 from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.report_job import ReportJob
@@ -262,6 +263,20 @@ def test_process_without_a_model_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(config), "reports", "process"])
     assert result.exit_code == 1
     assert "Error: no model to process reports with" in result.output and "Traceback" not in result.output
+
+
+def test_process_uses_the_registrys_active_version(tmp_path, model_folder, tiny):
+    promoted_folder = save_tiny_model(tmp_path / "promoted", seed=1)
+    promoted = load_engine(str(promoted_folder), impression_max_tokens=8).version
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    add_reports(store, 2)
+    registry.register(store, promoted, str(promoted_folder))
+    registry.promote(store, promoted, who="test")
+    config = write_config(tmp_path, model_folder)  # model.path names the first model
+    result = CliRunner().invoke(cli, ["--config", str(config), "reports", "process"])
+    assert result.exit_code == 0, result.output
+    assert f"2 reports processed, 0 failed (model {promoted})" in result.output
+    assert {r.model_version for r in results(store)} == {promoted} != {tiny.version}
 
 
 def wait_for(condition, seconds: float = 10.0) -> bool:
