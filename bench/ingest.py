@@ -8,6 +8,8 @@ Receivers, each in its own process on 127.0.0.1:
 - `slmnode serve`, files: the same, after writing the instance to disk (fsync, rename, fsync folder);
 - both again with store.synchronous=normal: commits without an fsync (durable against a crash of the
   node, not of the machine);
+- the metadata node again with 2,000 reports waiting for the report job (the embedded model, CPU):
+  once as shipped, the job yielding to ingest (reports.ingest_quiet_seconds 5), once not yielding;
 - DCMTK storescp --ignore --fork, fed by DCMTK storescu (TCP_NODELAY=1), when both are on PATH: native code.
 Senders: `dicom_node.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
 association so the senders do not share a GIL; DCMTK storescu for the DCMTK row. Each receiver gets
@@ -40,9 +42,10 @@ import pynetdicom
 import yaml
 
 from dicom_node.sender import send_files, wait_until_answering
-from dicom_node.store import Store
+from dicom_node.store import ReportRecord, Store
 
 PARALLEL = 8
+REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,6 +74,8 @@ class Receiver:
     kind: str  # bare | node | dcmtk
     storage: str | None = None  # node: metadata | files
     synchronous: str = "full"  # node: store.synchronous
+    report_backlog: int = 0  # node: reports waiting for the report job (which then runs the embedded model)
+    ingest_quiet_seconds: float = 5.0  # node: reports.ingest_quiet_seconds
 
     def start(self, port: int, workdir: Path) -> subprocess.Popen:
         env = {**os.environ, "TCP_NODELAY": "1"}
@@ -80,13 +85,20 @@ class Receiver:
             command = [find_dcmtk("storescp"), "--ignore", "--fork", "-aet", "STORESCP", str(port)]
         else:
             config = workdir / "node.yaml"
+            store_url = f"sqlite:///{workdir / 'node.sqlite'}"
+            reports = {"interval_seconds": 0}  # no model in the process unless the row asks for the report job
+            if self.report_backlog:
+                add_report_backlog(store_url, self.report_backlog)
+                reports = {"interval_seconds": 1.0, "batch_size": 4, "ingest_quiet_seconds": self.ingest_quiet_seconds}
             config.write_text(
                 yaml.safe_dump(
                     {
                         "dicom": {"bind_address": "127.0.0.1", "port": port, "max_associations": 2 * PARALLEL},
                         "storage": {"mode": self.storage, "folder": str(workdir / "received")},
-                        "store": {"url": f"sqlite:///{workdir / 'node.sqlite'}", "synchronous": self.synchronous},
+                        "store": {"url": store_url, "synchronous": self.synchronous},
                         "harmonizer": {"kind": "rules"},
+                        "model": {"device": "cpu"},
+                        "reports": reports,
                         "logging": {"level": "WARNING"},
                     }
                 )
@@ -107,6 +119,20 @@ class Receiver:
             return store.count_instances()
         finally:
             store.close()
+
+
+def add_report_backlog(store_url: str, count: int) -> None:
+    """`count` chest X-ray reports waiting for the report job, so that it works all through the run."""
+    findings = ["The heart is normal in size.", "The lungs are clear.", "Small left pleural effusion.",
+                "Right lower lobe opacity.", "No pneumothorax.", "Sternotomy wires are intact."]
+    store = Store(store_url)
+    try:
+        for n in range(count):
+            text = " ".join(findings[(n + i) % len(findings)] for i in range(3))
+            store.record_report(ReportRecord(f"bench:{n}", "text", f"1.2.826.0.1.3680043.8.498.{n}", None,
+                                             indication="Cough.", findings=text))
+    finally:
+        store.close()
 
 
 # ---- senders ------------------------------------------------------------------------------------
@@ -256,6 +282,10 @@ def main(argv=None) -> None:
         Receiver("slmnode, files + metadata (fsync'd file and row)", "node", "files"),
         Receiver("slmnode, metadata only, synchronous=normal (row committed, no fsync)", "node", "metadata", "normal"),
         Receiver("slmnode, files + metadata, synchronous=normal (fsync'd file, row not)", "node", "files", "normal"),
+        Receiver("slmnode, metadata only, report job with a backlog, yielding to ingest (default)", "node", "metadata",
+                 report_backlog=REPORT_BACKLOG),
+        Receiver("slmnode, metadata only, report job with a backlog, not yielding (ingest_quiet_seconds 0)", "node",
+                 "metadata", report_backlog=REPORT_BACKLOG, ingest_quiet_seconds=0.0),
     ]
     if not args.no_dcmtk and find_dcmtk("storescu") and find_dcmtk("storescp"):
         receivers.append(Receiver("DCMTK storescu -> storescp --ignore (native reference)", "dcmtk"))

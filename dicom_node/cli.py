@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from dicom_node.cli_models import models, reharmonize
-from dicom_node.cli_options import FORMAT_OPTION, open_store
+from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, open_store
 from dicom_node.cli_reports import reports
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 from slm.tasks import SERIES_LABELS
@@ -216,13 +216,7 @@ def correct(settings, description, label, note, who) -> None:
 @cli.command()
 @click.argument("what", type=click.Choice(["mappings", "corrections"]))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@click.option(
-    "-o",
-    "--output",
-    type=click.File("w", encoding="utf-8", lazy=True),
-    default="-",
-    help="File to write (default: standard output).",
-)
+@OUTPUT_OPTION
 @click.pass_obj
 def export(settings, what, fmt, output) -> None:
     """Export every mapping or every correction, for scripts, training or another node."""

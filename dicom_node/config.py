@@ -78,6 +78,7 @@ class ReportSettings(_Section):
     retry_seconds: float = Field(60.0, gt=0, strict=False)
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
     threads: int = Field(1, ge=1)
+    ingest_quiet_seconds: float = Field(5.0, ge=0, strict=False)
 
 
 GATE_FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macro_f1", "impression_rouge_l")

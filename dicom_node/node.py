@@ -3,7 +3,8 @@
 `Node` is what `slmnode serve` runs and what the tests start on 127.0.0.1; `serve` adds the
 harmonizer and the report model from the settings, a startup line and a clean stop on Ctrl-C or SIGTERM.
 The report job runs on the scheduler's own thread and claims at most reports.queue_size reports at
-a time, so it never holds up a C-STORE.
+a time, so it never holds up a C-STORE; and it starts a batch only when no instance has arrived for
+reports.ingest_quiet_seconds, so its model does not take the CPU from a study coming in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
@@ -74,11 +76,16 @@ class Node:
         if engine is None or not interval:
             log.info("report job off: %s", "no model" if engine is None else "reports.interval_seconds is 0")
             return None
-        job = ReportJob.from_settings(self.store, engine, self.settings.reports)
+        job = ReportJob.from_settings(self.store, engine, self.settings.reports, ingest_busy=self.ingest_busy)
         # A run ends within about one interval, so the next starts on time and a backlog goes on there.
         run = partial(job.run_until_done, seconds=interval)
         self.scheduler.add(REPORT_JOB_ID, run, IntervalTrigger(seconds=interval))
         return job
+
+    def ingest_busy(self) -> bool:
+        """Has an instance arrived within reports.ingest_quiet_seconds? The report job then waits."""
+        quiet = self.settings.reports.ingest_quiet_seconds
+        return quiet > 0 and time.monotonic() - self.store.last_instance_at < quiet
 
     def use_model(self, engine) -> None:
         """Run `engine` from now on: the worker's next batch harmonizes with it (unless harmonizer.kind is

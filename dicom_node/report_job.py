@@ -41,7 +41,7 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select, update
 
 from dicom_node.config import ReportSettings
-from dicom_node.store import Store, _insert_ignore
+from dicom_node.store import Store, insert_ignore
 from dicom_node.tables import Report, ReportResult, utcnow
 from dicom_node.worker import run_in_halves
 from slm.tasks import REPORT_SECTIONS, report_text
@@ -90,6 +90,7 @@ class ReportJob:
         max_retry_seconds: float = 3600.0,
         threads: int | None = None,
         runner: str | None = None,
+        ingest_busy: Callable[[], bool] | None = None,
     ):
         self.store = store
         self.engine = engine
@@ -101,10 +102,13 @@ class ReportJob:
         self.threads = threads
         self.runner = runner or runner_name()
         self.stopping = threading.Event()  # set: finish the current batch, give back the other claims
-        self._insert_result = _insert_ignore(store.engine, ReportResult.__table__)
+        self.ingest_busy = ingest_busy or (lambda: False)  # true: start no batch, DICOM ingest goes first
+        self._insert_result = insert_ignore(store.engine, ReportResult.__table__)
 
     @classmethod
-    def from_settings(cls, store: Store, engine, settings: ReportSettings) -> ReportJob:
+    def from_settings(
+        cls, store: Store, engine, settings: ReportSettings, ingest_busy: Callable[[], bool] | None = None
+    ) -> ReportJob:
         return cls(
             store,
             engine,
@@ -114,6 +118,7 @@ class ReportJob:
             retry_seconds=settings.retry_seconds,
             max_retry_seconds=settings.max_retry_seconds,
             threads=settings.threads,
+            ingest_busy=ingest_busy,
         )
 
     # -- running
@@ -131,7 +136,9 @@ class ReportJob:
         """Claims until nothing is pending (or `limit` reports were tried, or stopping is set).
 
         Stops early when a whole claim failed: the model is then likely broken, and the failed
-        reports wait out their backoff. progress(n) is called after each batch with its size.
+        reports wait out their backoff. Stops between two batches while ingest_busy() says DICOM
+        ingest is going on: on a machine of a few cores the model would slow it (the next run
+        goes on with the rest). progress(n) is called after each batch with its size.
         With `seconds` (the node passes its interval), no claim starts that would likely end after
         that many seconds, so a scheduled run ends before the next is due and other jobs get their
         turn; the next run goes on with the rest.
@@ -143,7 +150,7 @@ class ReportJob:
             tried = total.processed + total.failed
             wanted = self.queue_size if limit is None else min(self.queue_size, limit - tried)
             elapsed = time.perf_counter() - started
-            if wanted <= 0 or (seconds is not None and tried and elapsed + longest > seconds):
+            if wanted <= 0 or (seconds is not None and tried and elapsed + longest > seconds) or self.ingest_busy():
                 break
             counts = self._round(wanted, progress)
             longest = max(longest, time.perf_counter() - started - elapsed)
@@ -182,7 +189,7 @@ class ReportJob:
             torch.set_num_threads(self.threads)
         try:
             for start in range(0, len(claimed), self.batch_size):
-                if self.stopping.is_set():
+                if self.stopping.is_set() or (start and self.ingest_busy()):
                     break
                 batch = claimed[start : start + self.batch_size]
                 done, failures = run_in_halves(batch, self._answer)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ class ReportRecord:
 SYNCHRONOUS = ("full", "normal")  # SQLite's synchronous settings the node accepts
 
 
-def _insert_ignore(engine: Engine, table):
+def insert_ignore(engine: Engine, table):
     """INSERT that skips a row whose unique key is already there, in the database's own words."""
     name = engine.dialect.name
     if name in ("sqlite", "postgresql"):
@@ -321,7 +322,7 @@ class Store:
         self._series_ids = _IdCache()
         self._description_ids = _IdCache()
         self._inserts = {
-            model: _insert_ignore(self.engine, model.__table__)
+            model: insert_ignore(self.engine, model.__table__)
             for model in (Instance, Study, Series, Description, Report)
         }
         # The group commit: record_instance calls wait in _waiting for the writer thread, started at
@@ -331,6 +332,7 @@ class Store:
         self._writer_thread: threading.Thread | None = None
         self._writer_connection: Connection | None = None  # the writer thread's own, opened at its first batch
         self._closed = False
+        self.last_instance_at = float("-inf")  # time.monotonic() of the latest record_instance call
         try:
             upgrade(self._writer, Base.metadata)
         except DatabaseError as exc:  # no such folder, no permission, not a database, server down
@@ -358,6 +360,7 @@ class Store:
     def record_instance(self, record: InstanceRecord) -> bool:
         """Store one instance; returns once its row is committed. False when its SOP Instance UID
         was already stored. Raises what storing this record raised (other records are not affected)."""
+        self.last_instance_at = time.monotonic()
         waiting = _Waiting(record)
         with self._waiting_lock:
             if self._closed:
@@ -489,10 +492,15 @@ class Store:
     # -- the harmonization queue
 
     def queued_descriptions(self, limit: int) -> list[str]:
-        """Oldest queued texts first, leaving out those still waiting out a failure's backoff."""
+        """Queued texts never mapped first (a new series' description before a re-harmonized one), then
+        oldest first, leaving out those still waiting out a failure's backoff."""
         due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
+        remapping = Description.model_version.is_not(None)
         query = (
-            select(Description.text).where(Description.status == "queued", due).order_by(Description.id).limit(limit)
+            select(Description.text)
+            .where(Description.status == "queued", due)
+            .order_by(remapping, Description.id)
+            .limit(limit)
         )
         with self.engine.connect() as conn:
             return list(conn.scalars(query))

@@ -37,6 +37,8 @@ def node_settings(tmp_path: Path, dicom: dict | None = None, storage: dict | Non
             "storage": {"mode": "metadata", "folder": str(tmp_path / "received"), **(storage or {})},
             "harmonizer": {"poll_seconds": 0.1},
             **sections,
+            # The report job yields to ingest for a moment only, so tests that send and wait stay short.
+            "reports": {"ingest_quiet_seconds": 0.2, **sections.get("reports", {})},
         }
     )
 

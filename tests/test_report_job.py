@@ -296,6 +296,30 @@ def test_the_node_runs_the_job_on_schedule(tmp_path, tiny):
         assert wait_for(lambda: len(results(node.store)) == 5)
 
 
+def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
+    """While instances keep arriving the job starts no batch; once ingest is quiet it does the backlog."""
+    engine = CountingEngine(tiny)
+    reports = {"interval_seconds": 0.1, "batch_size": 2, "ingest_quiet_seconds": 1.0}
+    with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), engine=engine) as node:
+        files = write_files([mr_instance(f"t1 series {n}") for n in range(40)], tmp_path / "dicom")
+        sending = threading.Event()
+
+        def send_for_a_while():
+            for start in range(0, len(files), 4):  # a short association every 0.1 s, about 1 s in all
+                send_files("127.0.0.1", node.port, files[start : start + 4], timeout=TIMEOUT)
+                sending.set()
+                time.sleep(0.1)
+
+        sender = threading.Thread(target=send_for_a_while)
+        sender.start()
+        assert sending.wait(TIMEOUT)
+        add_reports(node.store, 6)
+        sender.join(TIMEOUT * 3)
+        assert engine.labeled == []  # nothing while the instances came in
+        assert wait_for(lambda: len(results(node.store)) == 6)
+        assert node.store.count_instances() == 40
+
+
 def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog):
     class SlowEngine(CountingEngine):
         def label(self, texts):

@@ -189,14 +189,15 @@ def test_queue_predictions_and_failures(store):
     assert store.queued_descriptions(1) == ["t1_mprage"]
 
     store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.2)
+    # Waits of 0.5 s then 1 s, checked with margins that a loaded machine's stalls do not eat.
+    store.record_failure(["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.5)
     assert store.queued_descriptions(10) == []  # waiting out its backoff
-    time.sleep(0.25)
+    time.sleep(0.55)
     assert store.queued_descriptions(10) == ["ep2d_diff"]
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.2)
-    time.sleep(0.25)
+    store.record_failure(["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.5)
+    time.sleep(0.55)
     assert store.queued_descriptions(10) == []  # the second wait is twice as long
-    time.sleep(0.2)
+    time.sleep(0.5)
     assert store.queued_descriptions(10) == ["ep2d_diff"]
 
     by_text = {m.description: m for m in queries.mappings(store.engine)}
@@ -320,3 +321,12 @@ def test_a_database_that_is_not_a_store_is_refused(tmp_path):
         conn.execute("CREATE TABLE instances (x)")
     with pytest.raises(SchemaError, match="not an slmnode store"):
         Store(f"sqlite:///{tmp_path / 'other.sqlite'}")
+
+
+def test_a_new_description_is_mapped_before_re_harmonized_ones(store):
+    store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
+    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
+    assert store.requeue_descriptions(except_version="new-2") == 1
+    store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
+    assert store.queued_descriptions(10) == ["ep2d_diff", "t1_mprage"]
+    assert next(m for m in queries.mappings(store.engine) if m.description == "t1_mprage").label == "T1"  # meanwhile
