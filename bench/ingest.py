@@ -271,6 +271,8 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", type=Path, help="where data and stores go (default: a temporary folder)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     parser.add_argument("--no-dcmtk", action="store_true", help="leave out DCMTK even when it is installed")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="only the receivers whose name contains TEXT (repeatable); the bare SCP always runs")
     parser.add_argument("--bare-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_scp:
@@ -289,6 +291,8 @@ def main(argv=None) -> None:
     ]
     if not args.no_dcmtk and find_dcmtk("storescu") and find_dcmtk("storescp"):
         receivers.append(Receiver("DCMTK storescu -> storescp --ignore (native reference)", "dcmtk"))
+    if args.only:
+        receivers = [receivers[0]] + [r for r in receivers[1:] if any(text in r.name for text in args.only)]
     workroot = Path(tempfile.mkdtemp(prefix="slmnode-bench-", dir=args.workdir))
     try:
         parts = make_data(workroot / "data", args.instances, args.rows)

@@ -86,7 +86,7 @@ GATE_FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macr
 
 class GateSettings(_Section):
     max_drop: dict[str, float] = {
-        "harmonization_accuracy": 0.0,
+        "harmonization_accuracy": 0.02,
         "corrections_accuracy": 0.0,
         "labeling_macro_f1": 0.02,
         "impression_rouge_l": 0.02,
@@ -102,7 +102,7 @@ class GateSettings(_Section):
 
 
 class RetrainingSettings(_Section):
-    recipe: str = "config/training/embedded.yaml"
+    recipe: str = "config/training/retrain_embedded.yaml"
     models_folder: str = "models"
     corrections_weight: float = Field(10.0, gt=0, strict=False)
     eval_limit: int | None = Field(200, ge=1)
