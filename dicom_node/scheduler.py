@@ -76,6 +76,10 @@ class NodeScheduler:
 
     def __init__(self, url: str):
         self.store_key = make_url(url).render_as_string(hide_password=True)
+        if not log.isEnabledFor(logging.DEBUG):
+            # APScheduler logs each run of each job at INFO, every few seconds for the registry check;
+            # the jobs log what they did themselves. Its warnings and errors still come through.
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self.scheduler = _BackgroundScheduler(
             jobstores={
                 "default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE),

@@ -326,7 +326,7 @@ def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: st
     pairs = [(e, encode_example(tokenizer, e, max_length)) for e in examples]
     dropped = sum(rows is None for _, rows in pairs)
     if dropped:
-        tqdm.write(f"{what}: {dropped} examples left out, their target alone exceeds max_length={max_length}")
+        tqdm.write(f"{what}: {dropped} examples left out, their target alone exceeds max_length={max_length}", file=sys.stderr)
     kept = [(e, rows) for e, rows in pairs if rows is not None]
     return [e for e, _ in kept], [rows for _, rows in kept]
 
@@ -438,7 +438,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
             if dev_rows:
                 dev = mean_loss(model, dev_rows, config.batch_size, tokenizer.pad_token_id, device, autocast_dtype)
                 curves.append(dict(step=step, epoch=epoch + 1, split="dev", loss=round(dev, 5), lr=""))
-                tqdm.write(f"epoch {epoch + 1}: dev loss {dev:.4f}")
+                tqdm.write(f"epoch {epoch + 1}: dev loss {dev:.4f}", file=sys.stderr)
             checkpoint(epoch + 1, 0)
             if epoch + 1 in config.export_epochs:
                 export_model(model, tokenizer, out / f"epoch-{epoch + 1}", config.save_dtype)
