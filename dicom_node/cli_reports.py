@@ -117,7 +117,7 @@ def list_(settings, study_uid, accession, label, since, unprocessed, fmt) -> Non
     store = open_store(settings)
     views = report_queries.reports(
         store.engine, study_uid=study_uid, accession=accession, label=label,
-        since=since.date() if since else None, unprocessed=unprocessed,
+        since=since.date() if since else None, unprocessed=unprocessed, version=_running_version(store),
     )
     rows = [report_queries.list_row(view) for view in views]
     click.echo(format_rows(rows, report_queries.LIST_FIELDS, fmt), nl=False)
@@ -139,7 +139,9 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
     if sum(given is not None for given in (report_id, study_uid, accession)) != 1:
         raise click.UsageError("give one of REPORT_ID, --study UID or --accession NUMBER")
     store = open_store(settings)
-    views = report_queries.reports(store.engine, report_id=report_id, study_uid=study_uid, accession=accession)
+    views = report_queries.reports(
+        store.engine, report_id=report_id, study_uid=study_uid, accession=accession, version=_running_version(store)
+    )
     if not views:
         asked = f"report {report_id}" if report_id is not None else f"report for {study_uid or accession}"
         raise click.ClickException(f"no {asked} in the store; see `slmnode reports list`")
@@ -159,7 +161,7 @@ def export(settings, fmt, output) -> None:
     from dicom_node.exchange import format_rows
 
     store = open_store(settings)
-    views = report_queries.reports(store.engine)
+    views = report_queries.reports(store.engine, version=_running_version(store))
     rows = [report_queries.export_row(view, labels_as_columns=fmt == "csv") for view in views]
     fields = report_queries.EXPORT_FIELDS + (LABEL_KEYS if fmt == "csv" else ("labels",))
     output.write(format_rows(rows, fields, fmt))
@@ -200,3 +202,11 @@ def process(settings, limit) -> None:
     click.echo(f"{counts.processed} reports processed, {counts.failed} failed (model {engine.version})")
     if counts.failed:
         sys.exit(1)
+
+
+def _running_version(store) -> str | None:
+    """The registry's active model version, whose results reports show first; None before any promotion."""
+    from dicom_node import registry
+
+    active = registry.active(store)
+    return active.version if active else None

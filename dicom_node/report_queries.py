@@ -2,7 +2,9 @@
 
 A report links to a study at query time, by Study Instance UID when a study with that UID was
 received, else by Accession Number: a report may arrive before its images, and then links to them
-as soon as they are in. The latest result is the one processed last, whichever model version made it.
+as soon as they are in. A report's result shown is the running model version's (the registry's active
+one) when it has one, else the one processed last: after a rollback, reports show the restored
+version's results again.
 Patient identifiers are never shown or exported here.
 """
 
@@ -13,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
@@ -56,11 +58,15 @@ class ReportView:
         return f"failed {self.attempts}x" if self.attempts else "waiting"
 
 
-def _latest_results():
-    """Per report, its result processed last (by time, then by order of entry)."""
+def _latest_results(version: str | None):
+    """Per report, its result by `version` if any, else the one processed last (by time, then order of entry)."""
+    other_version = case((ReportResult.model_version == version, 0), else_=1) if version else literal(0)
     rank = (
         func.row_number()
-        .over(partition_by=ReportResult.report_id, order_by=(ReportResult.processed_at.desc(), ReportResult.id.desc()))
+        .over(
+            partition_by=ReportResult.report_id,
+            order_by=(other_version, ReportResult.processed_at.desc(), ReportResult.id.desc()),
+        )
         .label("rank")
     )
     ranked = select(ReportResult, rank).subquery()
@@ -75,10 +81,12 @@ def reports(
     label: str | None = None,
     since: date | None = None,
     unprocessed: bool = False,
+    version: str | None = None,
 ) -> list[ReportView]:
     """Reports, oldest first, filtered: by id, by study (the report's or the linked one's UID), by
     accession (likewise), by a finding Yes in the latest result, by date (the report's own date when
-    it has one, else when it was received), or only those without any result yet."""
+    it has one, else when it was received), or only those without any result yet. Each report comes
+    with its result by model `version` (the running one) when it has one, else its latest."""
     linked = aliased(Study, name="linked")
     by_uid = select(Study.id).where(Study.study_uid == Report.study_uid).correlate(Report).scalar_subquery()
     by_accession = (
@@ -88,7 +96,7 @@ def reports(
         .scalar_subquery()
     )
     series_count = select(func.count(Series.id)).where(Series.study_id == linked.id).correlate(linked).scalar_subquery()
-    latest = _latest_results()
+    latest = _latest_results(version)
     query = (
         select(
             *Report.__table__.c,

@@ -159,3 +159,28 @@ def test_export_csv_has_the_labels_as_columns_and_json_as_an_object(slmnode, tmp
     exported = json.loads((tmp_path / "reports.json").read_text(encoding="utf-8"))
     assert exported[2]["labels"]["Pneumonia"] == "Yes" and exported[3]["labels"] is None
     assert exported[0]["findings"] == "Cardiomegaly. Small pleural effusion."
+
+
+class OtherReader(KeywordReader):
+    """A second model version, with impressions of its own."""
+
+    version = "keywords-reports-2"
+
+    def impression(self, texts):
+        return ["Second opinion." for _ in texts]
+
+
+def test_reports_show_the_running_versions_results_after_a_rollback(store_url, slmnode):
+    from dicom_node import registry
+
+    store = Store(store_url)
+    for reader in (KeywordReader(), OtherReader()):
+        registry.register(store, reader.version, f"/models/{reader.version}")
+        registry.promote(store, reader.version, "test")
+        ReportJob(store, reader).run_until_done()
+    assert {row["model_version"] for row in listed(slmnode)} == {"keywords-reports-2"}
+    registry.rollback(store, "test")  # keywords-reports-1 runs again: its results, though older, come first
+    store.close()
+    rows = listed(slmnode)
+    assert {row["model_version"] for row in rows} == {"keywords-reports-1"}
+    assert "Second opinion." not in slmnode("export", "--format", "json")
