@@ -82,6 +82,20 @@ def test_overlong_input_loses_its_start_never_the_target(tokenizer):
     assert encode_example(tokenizer, Example("label", long_report, NEGATIVE), len(empty_prompt) + len(target) - 1) is None
 
 
+def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
+    """`base: embedded` (the retraining recipe's) fine-tunes the shipped model in full, wherever the command runs."""
+    from slm.engine import load_engine
+
+    out = train(tiny(tmp_path / "ft", "base=embedded", "max_length=448", "max_steps=2"))
+    tuned = load_engine(str(out), device="cpu", impression_max_tokens=4)
+    shipped = load_engine("embedded", device="cpu")
+    pairs = list(zip(tuned.model.parameters(), shipped.model.parameters()))
+    assert len(pairs) == len(list(shipped.model.parameters()))  # the same architecture
+    assert any(not torch.equal(a.float(), b.float()) for a, b in pairs)  # its weights moved
+    assert tuned.tokenizer.get_vocab() == shipped.tokenizer.get_vocab()
+    assert all(p.label in SERIES_LABELS for p in tuned.harmonize(["AX T2 FSE", "  dADC "]))
+
+
 def test_tiny_lora_trains_saves_and_serves_all_three_tasks(base, tmp_path):
     from slm.engine import load_engine
 

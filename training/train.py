@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from slm.engine import pick_device
+from slm.engine import EMBEDDED_MODEL, pick_device
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 
@@ -192,8 +192,10 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
         # Positions past max_length would never be trained; the engine cuts inputs to the positions there are.
         model = new_opt_model(tokenizer, config.size, seed=config.seed, max_position_embeddings=config.max_length)
         return tokenizer, model
-    # A local base is named by its absolute path, so the adapter still finds it from anywhere.
-    base = str(Path(config.base).resolve()) if Path(config.base).is_dir() else config.base
+    # "embedded" is the shipped model, as in model.path; a local base is named by its absolute path,
+    # so the adapter still finds it from anywhere.
+    base = EMBEDDED_MODEL if config.base == "embedded" else Path(config.base)
+    base = str(base.resolve()) if base.is_dir() else config.base
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if config.lora is not None:
