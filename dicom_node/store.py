@@ -31,7 +31,7 @@ from pydicom.values import convert_value
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 
 from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
 from dicom_node.tables import (
@@ -251,6 +251,34 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
     return engine
 
 
+class DriverInsert:
+    """An insert_ignore of `columns` as the database driver's own SQL, run on its cursor.
+
+    The C-STORE path inserts one instance row per call; SQLAlchemy's execution machinery around it
+    (execution context, events, result object) cost about 0.14 ms of CPU per row, more than the
+    driver's insert itself, and on 2 cores shared with the senders that was 0.04-0.07 of the ratio to
+    a bare SCP. The statement is still SQLAlchemy's, compiled once for the dialect, and each value
+    goes through its column type's bind processing, so the row is stored exactly as a Core insert
+    would store it.
+    """
+
+    def __init__(self, engine: Engine, table, columns: tuple[str, ...]):
+        dialect = engine.dialect
+        compiled = insert_ignore(engine, table).compile(dialect=dialect, column_keys=list(columns))
+        self.sql = str(compiled)
+        self._positions = compiled.positiontup if compiled.positional else None
+        self._processors = {
+            column: table.c[column].type.dialect_impl(dialect).bind_processor(dialect) for column in columns
+        }
+
+    def parameters(self, row: dict) -> tuple | dict:
+        values = {column: process(row[column]) if process else row[column] for column, process in self._processors.items()}
+        return tuple(values[name] for name in self._positions) if self._positions is not None else values
+
+
+INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
+
+
 def _mapped(label, confidence, model_version, mapped_at) -> dict:
     """The column values of a description once the model has mapped it."""
     return {
@@ -321,6 +349,7 @@ class Store:
         self._study_ids = _IdCache()
         self._series_ids = _IdCache()
         self._description_ids = _IdCache()
+        self._instance_insert = DriverInsert(self.engine, Instance.__table__, INSTANCE_COLUMNS)
         self._inserts = {
             model: insert_ignore(self.engine, model.__table__)
             for model in (Instance, Study, Series, Description, Report)
@@ -427,18 +456,24 @@ class Store:
         series_id = self._series_ids.get(record.series_uid)
         if series_id is None:
             series_id = self._ensure_series(conn, record, learned)
-        inserted = conn.execute(
-            self._inserts[Instance],
-            {
-                "sop_instance_uid": record.sop_instance_uid,
-                "series_id": series_id,
-                "sop_class_uid": record.sop_class_uid,
-                "transfer_syntax": record.transfer_syntax,
-                "file_path": record.file_path,
-                "received_at": utcnow(),
-            },
-        ).rowcount
-        return inserted == 1
+        row = {
+            "sop_instance_uid": record.sop_instance_uid,
+            "series_id": series_id,
+            "sop_class_uid": record.sop_class_uid,
+            "transfer_syntax": record.transfer_syntax,
+            "file_path": record.file_path,
+            "received_at": utcnow(),
+        }
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(self._instance_insert.sql, self._instance_insert.parameters(row))
+            return cursor.rowcount == 1
+        except self.engine.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it, values hidden
+            raise DBAPIError.instance(
+                self._instance_insert.sql, None, exc, self.engine.dialect.loaded_dbapi.Error, hide_parameters=True
+            ) from None
+        finally:
+            cursor.close()
 
     def _ensure_series(self, conn: Connection, record: InstanceRecord, learned: list) -> int:
         now = utcnow()
