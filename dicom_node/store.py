@@ -195,15 +195,6 @@ class ReportRecord:
     patient_id: str | None = None  # None unless keep_patient_identifiers
     patient_name: str | None = None
 
-    def sections(self) -> dict[str, str | None]:
-        """The text sections, for slm.tasks.report_text."""
-        return {
-            "indication": self.indication,
-            "comparison": self.comparison,
-            "findings": self.findings,
-            "impression": self.impression,
-        }
-
 
 # ---- connection -------------------------------------------------------------------------------
 
@@ -257,9 +248,9 @@ class DriverInsert:
     The C-STORE path inserts one instance row per call; SQLAlchemy's execution machinery around it
     (execution context, events, result object) cost about 0.07 ms of CPU per row, more than the
     driver's insert itself (a one-row transaction took 0.174 ms, now 0.105), and on 2 cores shared
-    with the senders that was 0.04-0.07 of the ratio to a bare SCP. The statement is still SQLAlchemy's, compiled once for the dialect, and each value
-    goes through its column type's bind processing, so the row is stored exactly as a Core insert
-    would store it.
+    with the senders that was 0.04-0.07 of the ratio to a bare SCP. The statement is still
+    SQLAlchemy's, compiled once for the dialect, and each value goes through its column type's bind
+    processing, so the row is stored exactly as a Core insert would store it.
     """
 
     def __init__(self, engine: Engine, table, columns: tuple[str, ...]):
@@ -272,7 +263,9 @@ class DriverInsert:
         }
 
     def parameters(self, row: dict) -> tuple | dict:
-        values = {column: process(row[column]) if process else row[column] for column, process in self._processors.items()}
+        values = {
+            column: process(row[column]) if process else row[column] for column, process in self._processors.items()
+        }
         return tuple(values[name] for name in self._positions) if self._positions is not None else values
 
 
@@ -351,8 +344,7 @@ class Store:
         self._description_ids = _IdCache()
         self._instance_insert = DriverInsert(self.engine, Instance.__table__, INSTANCE_COLUMNS)
         self._inserts = {
-            model: insert_ignore(self.engine, model.__table__)
-            for model in (Instance, Study, Series, Description, Report)
+            model: insert_ignore(self.engine, model.__table__) for model in (Study, Series, Description, Report)
         }
         # The group commit: record_instance calls wait in _waiting for the writer thread, started at
         # the first call; None in the queue tells the writer to finish.
