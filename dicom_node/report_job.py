@@ -41,7 +41,7 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select, update
 
 from dicom_node.config import ReportSettings
-from dicom_node.store import Store, insert_ignore
+from dicom_node.store import Store, insert_ignore, retry_wait
 from dicom_node.tables import Report, ReportResult, utcnow
 from dicom_node.worker import run_in_halves
 from slm.tasks import REPORT_SECTIONS, report_text
@@ -276,14 +276,14 @@ class ReportJob:
                 attempts = conn.scalar(select(Report.attempts).where(ours))
                 if attempts is None:
                     continue
-                wait = min(self.retry_seconds * 2**attempts, self.max_retry_seconds)
+                wait = retry_wait(attempts, self.retry_seconds, self.max_retry_seconds)
                 conn.execute(
                     update(Report)
                     .where(ours)
                     .values(
                         attempts=attempts + 1,
                         last_error=_error_text(exc, report),
-                        next_attempt_at=now + timedelta(seconds=wait),
+                        next_attempt_at=now + wait,
                         claimed_by=None,
                         claimed_until=None,
                     )

@@ -272,6 +272,11 @@ class DriverInsert:
 INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
 
 
+def retry_wait(failed_before: int, retry_seconds: float, max_retry_seconds: float) -> timedelta:
+    """How long work that failed once more waits: retry_seconds, doubled at each earlier failure, capped."""
+    return timedelta(seconds=min(retry_seconds * 2**failed_before, max_retry_seconds))
+
+
 def _mapped(label, confidence, model_version, mapped_at) -> dict:
     """The column values of a description once the model has mapped it."""
     return {
@@ -565,11 +570,11 @@ class Store:
                 select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
             ).all()
             for row_id, done in attempts:
-                wait = min(retry_seconds * 2**done, max_retry_seconds)
+                wait = retry_wait(done, retry_seconds, max_retry_seconds)
                 conn.execute(
                     update(Description)
                     .where(Description.id == row_id)
-                    .values(attempts=done + 1, last_error=error, next_attempt_at=now + timedelta(seconds=wait))
+                    .values(attempts=done + 1, last_error=error, next_attempt_at=now + wait)
                 )
 
     def requeue_descriptions(self, except_version: str | None = None) -> int:
