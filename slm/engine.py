@@ -75,13 +75,13 @@ def load_engine(
 
 
 def _load_model(path: str, adapter: str | None):
-    folder = _model_folder(path)
+    folder = model_folder(path)
     if adapter is None and folder is not None and (folder / "adapter_config.json").is_file():
         base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
         return _load_model(_relative_to(base, folder), str(folder))
     source = str(folder) if folder is not None else path
     name = "embedded" if path == "embedded" else Path(path.rstrip("/")).name
-    adapter_folder = _model_folder(adapter) if adapter else None
+    adapter_folder = model_folder(adapter) if adapter else None
     if adapter and adapter_folder is None:
         raise ModelUnavailable(f"{adapter}: no LoRA adapter folder there")
     tokenizer_source = adapter_folder if adapter_folder and _has_tokenizer(adapter_folder) else source
@@ -99,7 +99,7 @@ def _load_model(path: str, adapter: str | None):
     return model, tokenizer, name
 
 
-def _model_folder(path: str) -> Path | None:
+def model_folder(path: str) -> Path | None:
     """The local folder for `path`, None for a hub id; the embedded model must have been built."""
     if path == "embedded":
         if not (EMBEDDED_MODEL / "config.json").is_file() and not (EMBEDDED_MODEL / "adapter_config.json").is_file():

@@ -358,10 +358,9 @@ def write_report(figures: dict, predictions: list[dict], out: Path, model_folder
 
 def model_folder_of(path: str, adapter: str | None) -> Path | None:
     """Where the model's recipe and loss curves are, if it is a local folder."""
-    from slm.engine import EMBEDDED_MODEL
+    from slm.engine import model_folder
 
-    folder = Path(adapter) if adapter else EMBEDDED_MODEL if path == "embedded" else Path(path)
-    return folder if folder.is_dir() else None
+    return model_folder(adapter or path)
 
 
 @click.command()

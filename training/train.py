@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from slm.engine import EMBEDDED_MODEL, pick_device
+from slm.engine import ModelUnavailable, model_folder, pick_device
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 
@@ -194,8 +194,8 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
         return tokenizer, model
     # "embedded" is the shipped model, as in model.path; a local base is named by its absolute path,
     # so the adapter still finds it from anywhere.
-    base = EMBEDDED_MODEL if config.base == "embedded" else Path(config.base)
-    base = str(base.resolve()) if base.is_dir() else config.base
+    folder = model_folder(config.base)
+    base = str(folder.resolve()) if folder is not None else config.base
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if config.lora is not None:
@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     try:
         out = train(load_config(argv[0], argv[1:]))
-    except (ValueError, OSError) as exc:  # a bad recipe, a missing data file, a base model that cannot be loaded
+    except (ValueError, OSError, ModelUnavailable) as exc:  # a bad recipe, a missing data file or base model
         raise SystemExit(f"error: {exc}") from None
     print(f"model saved to {out}")
 
