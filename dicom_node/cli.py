@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from dicom_node.cli_models import models, reharmonize
-from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, open_store
+from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, WHO_OPTION, open_store
 from dicom_node.cli_reports import reports
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 from slm.tasks import SERIES_LABELS
@@ -193,7 +192,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
 @click.argument("description")
 @click.argument("label", type=click.Choice(SERIES_LABELS, case_sensitive=False), metavar="LABEL")
 @click.option("--note", help="Why, for the next person (and the next training run).")
-@click.option("--who", default=lambda: getpass.getuser(), show_default="your login name", help="Who corrects.")
+@WHO_OPTION
 @click.pass_obj
 def correct(settings, description, label, note, who) -> None:
     """Set the label of DESCRIPTION (a stored Series Description) to LABEL.

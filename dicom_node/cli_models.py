@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
 
-from dicom_node.cli_options import FORMAT_OPTION, open_store
+from dicom_node.cli_options import FORMAT_OPTION, WHO_OPTION, open_store
 
-WHO_OPTION = click.option(
-    "--who", default=lambda: getpass.getuser(), show_default="your login name", help="Who does it, for the history."
-)
 NOTE_OPTION = click.option("--note", help="Why, for the history.")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 import click
 
 
@@ -29,4 +31,8 @@ OUTPUT_OPTION = click.option(
     type=click.File("w", encoding="utf-8", lazy=True),
     default="-",
     help="File to write (default: standard output).",
+)
+
+WHO_OPTION = click.option(
+    "--who", default=lambda: getpass.getuser(), show_default="your login name", help="Who does it, for the history."
 )
