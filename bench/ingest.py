@@ -11,7 +11,7 @@ Receivers, each in its own process on 127.0.0.1:
 - the metadata node again with 2,000 reports waiting for the report job (the embedded model, CPU):
   once as shipped, the job yielding to ingest (reports.ingest_quiet_seconds 5), once not yielding;
 - DCMTK storescp --ignore --fork, fed by DCMTK storescu (TCP_NODELAY=1), when both are on PATH: native code.
-Senders: `dicom_node.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
+Senders: `dicom_node.dicom.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
 association so the senders do not share a GIL; DCMTK storescu for the DCMTK row. Each receiver gets
 one association with every instance, then 8 associations at once with an eighth each. Rounds repeat
 the whole set, interleaved, and the table shows the median of the rounds.
@@ -41,8 +41,8 @@ from pathlib import Path
 import pynetdicom
 import yaml
 
-from dicom_node.sender import send_files, wait_until_answering
-from dicom_node.store import ReportRecord, Store
+from dicom_node.dicom.sender import send_files, wait_until_answering
+from dicom_node.store.database import ReportRecord, Store
 
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
@@ -57,8 +57,8 @@ def run_bare_scp(port: int) -> None:
     from pynetdicom import evt
 
     from dicom_node.config import Settings
-    from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries
-    from dicom_node.scp import StoreStatus, make_ae
+    from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries
+    from dicom_node.dicom.scp import StoreStatus, make_ae
 
     quiet_dicom_libraries()
     ae = make_ae(Settings.model_validate({"dicom": {"max_associations": 2 * PARALLEL}}))

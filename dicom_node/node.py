@@ -19,13 +19,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
-from dicom_node import registry
+from dicom_node.models import registry
 from dicom_node.config import Settings
-from dicom_node.report_job import ReportJob
-from dicom_node.scheduler import MODELS, PROCESS, RETRAINING, NodeScheduler
-from dicom_node.scp import start_scp
-from dicom_node.store import Store
-from dicom_node.worker import HarmonizationWorker
+from dicom_node.jobs.reports import ReportJob
+from dicom_node.jobs.scheduler import MODELS, PROCESS, RETRAINING, NodeScheduler
+from dicom_node.dicom.scp import start_scp
+from dicom_node.store.database import Store
+from dicom_node.jobs.harmonization import HarmonizationWorker
 from slm.harmonizer import Harmonizer, load_harmonizer
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from dicom_node.config import Settings
 from dicom_node.node import Node
-from dicom_node.tables import Description, Instance, Series
+from dicom_node.store.tables import Description, Instance, Series
 from slm.harmonizer import Prediction
 
 TIMEOUT = 10.0  # seconds any single DICOM exchange in a test may take

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from dicom_factory import mr_instance, write_files
-from dicom_node.scp import StoreStatus
-from dicom_node.sender import echo, send_files
+from dicom_node.dicom.scp import StoreStatus
+from dicom_node.dicom.sender import echo, send_files
 from helpers_dicom import TIMEOUT, start_node, stored_instances
 
 LATIN_1 = "Séquence T1 Gd+ Schädel coronal"

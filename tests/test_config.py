@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dicom_node.cli import cli
+from dicom_node.cli.main import cli
 from dicom_node.config import ConfigError, Settings, load_settings
 
 DEFAULT_YAML = Path(__file__).parents[1] / "config" / "default.yaml"

@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.node import Node
-from dicom_node.store import Store, StoreError
+from dicom_node.store.database import Store, StoreError
 from helpers_dicom import KeywordHarmonizer, node_settings
 from test_store import record
 

@@ -9,7 +9,8 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
 
-from dicom_node import queries, registry
+from dicom_node.store import mappings as queries
+from dicom_node.models import registry
 from dicom_node.node import Node
 from helpers_dicom import TIMEOUT, node_settings
 from slm.engine import load_engine

@@ -17,7 +17,7 @@ def test_files_left_half_written_are_removed_at_start(tmp_path, caplog):
     for path in kept:
         path.write_bytes(b"whole")
 
-    with caplog.at_level(logging.INFO, logger="dicom_node.scp"):
+    with caplog.at_level(logging.INFO, logger="dicom_node.dicom.scp"):
         with start_node(tmp_path, storage={"mode": "files"}):
             pass
 

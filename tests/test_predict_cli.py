@@ -4,7 +4,7 @@ import logging
 import pytest
 from click.testing import CliRunner
 
-from dicom_node.cli import cli
+from dicom_node.cli.main import cli
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
 from tests.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model

@@ -12,11 +12,12 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import select
 
-from dicom_node import queries, registry
-from dicom_node.cli import cli
+from dicom_node.store import mappings as queries
+from dicom_node.models import registry
+from dicom_node.cli.main import cli
 from dicom_node.node import Node
-from dicom_node.store import InstanceRecord, Store
-from dicom_node.tables import Promotion
+from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.store.tables import Promotion
 from helpers_dicom import node_settings
 from slm.engine import load_engine
 from tests.tiny_model import save_tiny_model

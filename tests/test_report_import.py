@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from dicom_node.cli import cli
-from dicom_node.report_import import import_reports
-from dicom_node.store import Store
-from dicom_node.tables import Report
+from dicom_node.cli.main import cli
+from dicom_node.reports.importers import import_reports
+from dicom_node.store.database import Store
+from dicom_node.store.tables import Report
 
 DATA = Path(__file__).parent / "data"
 ORU = DATA / "oru_r01.hl7"

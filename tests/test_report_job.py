@@ -18,14 +18,14 @@ from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
-from dicom_node import registry
-from dicom_node.cli import cli
+from dicom_node.models import registry
+from dicom_node.cli.main import cli
 from dicom_node.node import REPORT_JOB_ID, Node
-from dicom_node.report_job import ReportJob
-from dicom_node.scheduler import JOB_TABLE
-from dicom_node.sender import send_files
-from dicom_node.store import ReportRecord, Store
-from dicom_node.tables import Report, ReportResult, utcnow
+from dicom_node.jobs.reports import ReportJob
+from dicom_node.jobs.scheduler import JOB_TABLE
+from dicom_node.dicom.sender import send_files
+from dicom_node.store.database import ReportRecord, Store
+from dicom_node.store.tables import Report, ReportResult, utcnow
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS
 
@@ -188,7 +188,7 @@ def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplo
     broken = CountingEngine(tiny, poison="POISON")
     job = ReportJob(store, broken, batch_size=8, retry_seconds=0.4, max_retry_seconds=0.6)
 
-    with caplog.at_level(logging.INFO, logger="dicom_node.report_job"):
+    with caplog.at_level(logging.INFO, logger="dicom_node.jobs.reports"):
         before = utcnow()
         assert job.run_once() == 4  # the others are done
     poison = report_rows(store)["text:poison"]

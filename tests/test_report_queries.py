@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicom_node.cli import cli
-from dicom_node.report_job import ReportJob
-from dicom_node.store import InstanceRecord, ReportRecord, Store
+from dicom_node.cli.main import cli
+from dicom_node.jobs.reports import ReportJob
+from dicom_node.store.database import InstanceRecord, ReportRecord, Store
 from slm.tasks import FINDINGS, LABEL_KEYS, no_finding
 
 STUDY, ACCESSION = "1.2.826.0.1.3680043.8.498.7", "ACC-7"
@@ -171,7 +171,7 @@ class OtherReader(KeywordReader):
 
 
 def test_reports_show_the_running_versions_results_after_a_rollback(store_url, slmnode):
-    from dicom_node import registry
+    from dicom_node.models import registry
 
     store = Store(store_url)
     for reader in (KeywordReader(), OtherReader()):

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicom_node import registry
-from dicom_node.cli import cli
+from dicom_node.models import registry
+from dicom_node.cli.main import cli
 from dicom_node.config import Settings, load_settings
 from dicom_node.node import Node
-from dicom_node.store import InstanceRecord, Store
+from dicom_node.store.database import InstanceRecord, Store
 from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples

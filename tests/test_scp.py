@@ -28,8 +28,8 @@ from dicom_factory import (
     sr_instance,
     write_files,
 )
-from dicom_node.network import client_tls_context
-from dicom_node.sender import AssociationFailed, echo, open_association, send_files
+from dicom_node.dicom.network import client_tls_context
+from dicom_node.dicom.sender import AssociationFailed, echo, open_association, send_files
 from helpers_dicom import TIMEOUT, start_node, stored_instances
 
 
@@ -228,7 +228,7 @@ def test_tls_association_with_client_certificates(tmp_path, pki):
 def test_echo_and_send_commands(tmp_path):
     from click.testing import CliRunner
 
-    from dicom_node.cli import cli
+    from dicom_node.cli.main import cli
 
     paths = write_files([mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut")], tmp_path / "in")
     paths[2].write_bytes(paths[2].read_bytes()[:-10])

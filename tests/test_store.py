@@ -16,8 +16,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from dicom_node import migrations, queries
-from dicom_node.store import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
+from dicom_node.store import migrations
+from dicom_node.store import mappings as queries
+from dicom_node.store.database import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
 from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"

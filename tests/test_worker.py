@@ -5,9 +5,9 @@ import pytest
 from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicom_node import queries
-from dicom_node.store import InstanceRecord, Store
-from dicom_node.worker import HarmonizationWorker
+from dicom_node.store import mappings as queries
+from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.jobs.harmonization import HarmonizationWorker
 from slm.harmonizer import Prediction
 
 
@@ -80,7 +80,7 @@ def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):
     receive(store, "t2_tse", "ep2d_diff")
     broken = BrokenHarmonizer()
     worker = HarmonizationWorker(store, broken, retry_seconds=0.3)
-    with caplog.at_level(logging.WARNING, logger="dicom_node.worker"):
+    with caplog.at_level(logging.WARNING, logger="dicom_node.jobs.harmonization"):
         assert worker.run_once() == 0
     assert "failed on 2 of 2 descriptions (RuntimeError: CUDA out of memory)" in caplog.text
     assert "t2_tse" not in caplog.text  # counts and the error only

@@ -23,10 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from dicom_node import registry
+from dicom_node.models import registry
 from dicom_node.config import GATE_FIGURES, Settings
-from dicom_node.exchange import CORRECTION_FIELDS, correction_rows, format_rows
-from dicom_node.store import Store
+from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, format_rows
+from dicom_node.store.database import Store
 from training import metrics
 from training.data import Example, corrections_examples, recipe_examples
 from training.evaluate import in_batches

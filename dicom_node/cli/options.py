@@ -8,7 +8,7 @@ import click
 
 
 def open_store(settings):
-    from dicom_node.store import SchemaError, Store, StoreError
+    from dicom_node.store.database import SchemaError, Store, StoreError
 
     try:
         return Store(settings.store.url)

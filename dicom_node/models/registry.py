@@ -15,8 +15,8 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from dicom_node.store import Store, StoreError
-from dicom_node.tables import ModelVersion, Promotion, utcnow
+from dicom_node.store.database import Store, StoreError
+from dicom_node.store.tables import ModelVersion, Promotion, utcnow
 
 
 class RegistryError(StoreError):

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, open_store
+from dicom_node.cli.options import FORMAT_OPTION, OUTPUT_OPTION, open_store
 from slm.tasks import LABEL_KEYS
 
 
@@ -54,8 +54,8 @@ def import_(settings, paths, study_uid, accession, fmt) -> None:
     store.keep_patient_identifiers. Prints a summary, and each refused file, row or message on
     stderr with the reason; exits with status 1 if any was refused.
     """
-    from dicom_node.report_import import import_reports
-    from dicom_node.sender import find_files
+    from dicom_node.reports.importers import import_reports
+    from dicom_node.dicom.sender import find_files
 
     store = open_store(settings)
     try:
@@ -111,8 +111,8 @@ def list_(settings, study_uid, accession, label, since, unprocessed, fmt) -> Non
     A report links to a received study by Study Instance UID, else by Accession Number, whenever
     the study arrives. The table shortens long cells; json and csv keep everything.
     """
-    from dicom_node import report_queries
-    from dicom_node.exchange import format_rows
+    from dicom_node.reports import queries as report_queries
+    from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
     views = report_queries.reports(
@@ -134,7 +134,7 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
     sections, labels, generated impression, model version, linked study and its series count."""
     import json
 
-    from dicom_node import report_queries
+    from dicom_node.reports import queries as report_queries
 
     if sum(given is not None for given in (report_id, study_uid, accession)) != 1:
         raise click.UsageError("give one of REPORT_ID, --study UID or --accession NUMBER")
@@ -157,8 +157,8 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
 @click.pass_obj
 def export(settings, fmt, output) -> None:
     """Export every report with its latest result: in CSV the 14 labels are columns, in JSON one object."""
-    from dicom_node import report_queries
-    from dicom_node.exchange import format_rows
+    from dicom_node.reports import queries as report_queries
+    from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
     views = report_queries.reports(store.engine, version=_running_version(store))
@@ -183,8 +183,8 @@ def process(settings, limit) -> None:
     """
     from tqdm import tqdm
 
-    from dicom_node.registry import active_settings
-    from dicom_node.report_job import ReportJob
+    from dicom_node.models.registry import active_settings
+    from dicom_node.jobs.reports import ReportJob
     from slm.engine import ModelUnavailable, load_engine
 
     store = open_store(settings)
@@ -206,7 +206,7 @@ def process(settings, limit) -> None:
 
 def _running_version(store) -> str | None:
     """The registry's active model version, whose results reports show first; None before any promotion."""
-    from dicom_node import registry
+    from dicom_node.models import registry
 
     active = registry.active(store)
     return active.version if active else None

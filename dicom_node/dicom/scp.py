@@ -28,9 +28,9 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
-from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
-from dicom_node.sr import TEXT_SR_CLASSES, report_from_sr
-from dicom_node.store import InstanceRecord, MissingTag, Store
+from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
+from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
+from dicom_node.store.database import InstanceRecord, MissingTag, Store
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from dicom_node import queries
-from dicom_node.store import Store
+from dicom_node.store import mappings as queries
+from dicom_node.store.database import Store
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 

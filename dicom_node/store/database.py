@@ -33,8 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
-from dicom_node.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
-from dicom_node.tables import (
+from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
+from dicom_node.store.tables import (
     Base,
     Correction,
     Description,

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 
-from dicom_node.tables import Correction, Description, Instance, Series, Study
+from dicom_node.store.tables import Correction, Description, Instance, Series, Study
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from dicom_node.cli_models import models, reharmonize
-from dicom_node.cli_options import FORMAT_OPTION, OUTPUT_OPTION, WHO_OPTION, open_store
-from dicom_node.cli_reports import reports
+from dicom_node.cli.models import models, reharmonize
+from dicom_node.cli.options import FORMAT_OPTION, OUTPUT_OPTION, WHO_OPTION, open_store
+from dicom_node.cli.reports import reports
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 from slm.tasks import SERIES_LABELS
 
@@ -157,7 +157,8 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     The label is the latest correction's, else the model's; `slmnode correct` with the model's own
     label marks a mapping as reviewed. json and csv give the fields of `slmnode export mappings`.
     """
-    from dicom_node import exchange, queries
+    from dicom_node.store import exchange
+    from dicom_node.store import mappings as queries
 
     store = open_store(settings)
     found = queries.mappings(store.engine, label, below, search, since, unreviewed)
@@ -175,7 +176,8 @@ def show(settings, study_uid, series_uid, fmt) -> None:
     """Show the mapping of a study's series, or of one series."""
     from dataclasses import asdict
 
-    from dicom_node import exchange, queries
+    from dicom_node.store import exchange
+    from dicom_node.store import mappings as queries
 
     if (study_uid is None) == (series_uid is None):
         raise click.UsageError("give one of --study UID or --series UID")
@@ -202,7 +204,7 @@ def correct(settings, description, label, note, who) -> None:
     The correction wins over the model from now on, also for series stored before it. Repeating
     the model's label marks the mapping as reviewed.
     """
-    from dicom_node.store import UnknownDescription
+    from dicom_node.store.database import UnknownDescription
 
     store = open_store(settings)
     try:
@@ -219,7 +221,8 @@ def correct(settings, description, label, note, who) -> None:
 @click.pass_obj
 def export(settings, what, fmt, output) -> None:
     """Export every mapping or every correction, for scripts, training or another node."""
-    from dicom_node import exchange, queries
+    from dicom_node.store import exchange
+    from dicom_node.store import mappings as queries
 
     store = open_store(settings)
     if what == "mappings":
@@ -234,7 +237,7 @@ def export(settings, what, fmt, output) -> None:
 @click.pass_obj
 def import_(settings, file) -> None:
     """Import a mappings or corrections export (CSV or JSON); importing twice changes nothing."""
-    from dicom_node import exchange
+    from dicom_node.store import exchange
 
     store = open_store(settings)
     try:
@@ -258,7 +261,7 @@ def serve(settings) -> None:
     mode, store URL and harmonizer. The first log line says what the node is running with.
     """
     from dicom_node.node import serve as run_node
-    from dicom_node.store import SchemaError, StoreError
+    from dicom_node.store.database import SchemaError, StoreError
 
     expected = (ConfigError, SchemaError, StoreError)
     if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without
@@ -311,7 +314,7 @@ def _association_options(command):
 def _tls_args(host, tls, tls_ca, tls_cert, tls_key, tls_no_verify):
     import ssl
 
-    from dicom_node.network import client_tls_context
+    from dicom_node.dicom.network import client_tls_context
 
     if not (tls or tls_ca or tls_cert or tls_key or tls_no_verify):
         return None
@@ -325,8 +328,8 @@ def _tls_args(host, tls, tls_ca, tls_cert, tls_key, tls_no_verify):
 @_association_options
 def echo(host, port, aet, aec, timeout, **tls) -> None:
     """C-ECHO the DICOM node at HOST PORT: is it there, and does it accept us?"""
-    from dicom_node.sender import AssociationFailed, describe_status
-    from dicom_node.sender import echo as send_echo
+    from dicom_node.dicom.sender import AssociationFailed, describe_status
+    from dicom_node.dicom.sender import echo as send_echo
 
     try:
         status = send_echo(host, port, calling_aet=aet, called_aet=aec, tls=_tls_args(host, **tls), timeout=timeout)
@@ -350,7 +353,7 @@ def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     """
     from collections import Counter
 
-    from dicom_node.sender import AssociationFailed, find_files, send_files
+    from dicom_node.dicom.sender import AssociationFailed, find_files, send_files
 
     files = find_files(paths)
     try:
@@ -376,7 +379,7 @@ def send(host, port, paths, aet, aec, timeout, **tls) -> None:
 
 
 def _what_became_of(outcome) -> str:
-    from dicom_node.sender import describe_status
+    from dicom_node.dicom.sender import describe_status
 
     if outcome.skipped:
         return "skipped (not DICOM instances)"
@@ -392,6 +395,3 @@ cli.add_command(reharmonize)
 def main() -> None:
     cli(prog_name="slmnode")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

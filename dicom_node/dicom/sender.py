@@ -28,7 +28,7 @@ from pynetdicom.status import (
 )
 from tqdm import tqdm
 
-from dicom_node.network import NODELAY_HANDLERS, quiet_dicom_libraries
+from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries
 
 MAX_PRESENTATION_CONTEXTS = 128  # PS3.8: context IDs are odd numbers 1-255
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable, Sequence, TypeVar
 
-from dicom_node.store import Store
+from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)

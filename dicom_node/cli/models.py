@@ -6,7 +6,7 @@ import json
 
 import click
 
-from dicom_node.cli_options import FORMAT_OPTION, WHO_OPTION, open_store
+from dicom_node.cli.options import FORMAT_OPTION, WHO_OPTION, open_store
 
 NOTE_OPTION = click.option("--note", help="Why, for the history.")
 
@@ -26,7 +26,8 @@ def models() -> None:
 @click.pass_obj
 def list_(settings, fmt) -> None:
     """List the registered versions, the active one marked, with their held-out figures."""
-    from dicom_node import exchange, registry
+    from dicom_node.store import exchange
+    from dicom_node.models import registry
 
     found = registry.versions(open_store(settings))
     if not found and fmt == "table":
@@ -98,7 +99,7 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
     somewhere to go. Each version's folder is under retraining.models_folder, with the corrections
     it learned from (corrections.csv).
     """
-    from dicom_node.registry import RegistryError
+    from dicom_node.models.registry import RegistryError
     from slm.engine import ModelUnavailable
     from training.retrain import result_dict
     from training.retrain import retrain as run
@@ -117,7 +118,7 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
 
 
 def _retrain_report(result, settings) -> str:
-    from dicom_node.exchange import format_rows
+    from dicom_node.store.exchange import format_rows
 
     rows = [
         {
@@ -159,7 +160,7 @@ def _retrain_report(result, settings) -> str:
 @click.pass_obj
 def promote(settings, version, note, who) -> None:
     """Make VERSION (from `slmnode models list`; a unique beginning is enough) the active version."""
-    from dicom_node import registry
+    from dicom_node.models import registry
 
     store = open_store(settings)
     try:
@@ -185,7 +186,7 @@ def promote(settings, version, note, who) -> None:
 @click.pass_obj
 def rollback(settings, note, who) -> None:
     """Undo the latest promotion: the version active before it becomes active again."""
-    from dicom_node import registry
+    from dicom_node.models import registry
 
     store = open_store(settings)
     try:
@@ -207,7 +208,7 @@ def reharmonize(settings, everything) -> None:
     The running node's worker maps them with the version it runs; until then they keep their
     labels. People's corrections still win over whatever the model says.
     """
-    from dicom_node import registry
+    from dicom_node.models import registry
 
     store = open_store(settings)
     try:
