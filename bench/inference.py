@@ -1,6 +1,6 @@
 """Inference speed: the engine against the study's decoding, same model, same device, same run.
 
-    python bench/inference.py [--model embedded] [--descriptions 256] [--reports 64] [--threads N] [--json out.json]
+    python -m bench.inference [--model embedded] [--descriptions 256] [--reports 64] [--threads N] [--json out.json]
 
 The engine scores the allowed answers with shared key-value caches (harmonize, label) and decodes
 impressions greedily; the study's decoding is HF generate with 5 beams and sampling, then the
@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
+from bench.study_decode import study_decode
 from slm.engine import EMBEDDED_MODEL, Engine, ModelUnavailable, load_engine
 from slm.tasks import FINDINGS, HARMONIZE, LABEL, SERIES_LABELS, YES_NO, report_text, target_pieces
+from training.data import DATA_ROOT as DATA
 from training.scratch import new_opt_model
 from training.tokenizer import train_tokenizer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BATCH = 32
 # facebook/opt-350m's dimensions (its config.json), for a same-shaped model with random weights.
 OPT_350M = dict(hidden_size=1024, num_hidden_layers=24, ffn_dim=4096, num_attention_heads=16, word_embed_proj_dim=512,
@@ -94,22 +95,22 @@ def measure(engine: Engine, descriptions: list[str], reports: list[str], without
         return [run([text]) for text in descriptions[:single]]
 
     seconds, _ = timed(engine, lambda: one_at_a_time(engine.harmonize))
-    study_seconds, outputs = timed(engine, lambda: one_at_a_time(lambda t: engine.study_decode("harmonize", t)[0]))
+    study_seconds, outputs = timed(engine, lambda: one_at_a_time(lambda t: study_decode(engine, "harmonize", t)[0]))
     rows.append(dict(measure="harmonizations/s, batch 1", engine=single / seconds, study=single / study_seconds,
                      invalid=invalid([o for batch in outputs for o in batch])))
 
     seconds, _ = timed(engine, lambda: engine.harmonize(descriptions))
-    study_seconds, (outputs, _) = timed(engine, lambda: engine.study_decode("harmonize", descriptions))
+    study_seconds, (outputs, _) = timed(engine, lambda: study_decode(engine, "harmonize", descriptions))
     rows.append(dict(measure=f"harmonizations/s, batch {BATCH}", engine=len(descriptions) / seconds,
                      study=len(descriptions) / study_seconds, invalid=invalid(outputs)))
 
     seconds, _ = timed(engine, lambda: engine.label(reports))
-    study_seconds, (outputs, _) = timed(engine, lambda: engine.study_decode("label", reports))
+    study_seconds, (outputs, _) = timed(engine, lambda: study_decode(engine, "label", reports))
     rows.append(dict(measure=f"reports labeled/s, batch {BATCH}", engine=len(reports) / seconds,
                      study=len(reports) / study_seconds, invalid=invalid(outputs)))
 
     seconds, generated = timed(engine, lambda: engine.impression_tokens(without))
-    study_seconds, (_, study_tokens) = timed(engine, lambda: engine.study_decode("impression", without))
+    study_seconds, (_, study_tokens) = timed(engine, lambda: study_decode(engine, "impression", without))
     rows.append(dict(measure=f"impression tokens/s, batch {BATCH}", engine=sum(map(len, generated)) / seconds,
                      study=study_tokens / study_seconds, invalid="n/a"))
     return rows

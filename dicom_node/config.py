@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from training.gate import GATE_FIGURES
+
 CONFIG_ENV = "SLMNODE_CONFIG"
 
 
@@ -68,6 +70,8 @@ class HarmonizerSettings(_Section):
     kind: Literal["auto", "rules", "slm"] = "auto"
     batch_size: int = Field(64, ge=1)
     poll_seconds: float = Field(2.0, gt=0, strict=False)
+    retry_seconds: float = Field(30.0, gt=0, strict=False)
+    max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
 
 
 class ReportSettings(_Section):
@@ -79,9 +83,6 @@ class ReportSettings(_Section):
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
     threads: int = Field(1, ge=1)
     ingest_quiet_seconds: float = Field(5.0, ge=0, strict=False)
-
-
-GATE_FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macro_f1", "impression_rouge_l")
 
 
 class GateSettings(_Section):

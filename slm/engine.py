@@ -6,9 +6,6 @@ are always the 14 keys. The prompt's key-value cache is computed once and reused
 candidates of a choice, from one label slot to the next, and from one generated token to the next.
 The instruction part of every prompt is shared by all inputs of a task, so its cache is computed
 once per engine and only the input and what follows it run per batch.
-
-`study_decode` is the study's way (HF generate, 5 beams with sampling, then parse), kept for the
-benchmark: its outputs can be invalid, and it says so with None.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ from slm.tasks import (
     LABEL_KEYS,
     NO_FINDING,
     SERIES_LABELS,
-    TASKS,
     Task,
     encode_piece,
     encode_prompt,
@@ -40,9 +36,6 @@ from slm.tasks import (
     harmonize_pieces,
     label_pieces,
     no_finding,
-    parse_harmonize,
-    parse_impression,
-    parse_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -404,49 +397,6 @@ class Engine:
             self._stops = torch.tensor(sorted(set(stops)))
             self._banned = torch.tensor(sorted(special | set(range(size, vocab))), dtype=torch.long)
         return self._stops, self._banned
-
-    # The study's decoding, for the benchmark
-
-    @torch.inference_mode()
-    def study_decode(self, task_name: str, texts: Sequence[str], num_beams: int = 5) -> tuple[list, int]:
-        """HF generate with beam search and sampling, then the tasks' parsers: (outputs, tokens generated).
-
-        An output the parser cannot read is None. Generation stops at end of sequence or after as many
-        tokens as the longest valid answer has.
-        """
-        task = TASKS[task_name]
-        if task is IMPRESSION:
-            rows = [self._impression_rows(text)[: -len(self.impression_prefix)] for text in texts]
-            limit = len(self.impression_prefix) + self.impression_max_tokens
-        else:
-            limit = max(self._longest_answer(task, text) for text in texts)
-            rows = [self._fit(text, lambda t: encode_prompt(self.tokenizer, task, t), limit) for text in texts]
-        outputs, tokens = [], 0
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start: start + self.batch_size]
-            width = max(map(len, chunk))
-            ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in chunk], device=self.device)
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk], device=self.device)
-            generated = self.model.generate(
-                input_ids=ids, attention_mask=mask, num_beams=num_beams, do_sample=True, max_new_tokens=limit,
-                pad_token_id=self.pad_id, eos_token_id=self.tokenizer.eos_token_id,
-            )[:, width:]
-            tokens += int(((generated != self.pad_id) & (generated != self.tokenizer.eos_token_id)).sum())
-            outputs += [_PARSERS[task.name](text) for text in
-                        self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
-        return outputs, tokens
-
-    def _longest_answer(self, task: Task, text: str) -> int:
-        """Tokens in the longest valid answer of a choice task, end of sequence included."""
-        if task is HARMONIZE:
-            pieces, choices = harmonize_pieces(text)[0::2], [self.harmonize_choice]
-        else:
-            pieces, choices = label_pieces()[0::2], self.label_choices
-        fixed = sum(len(encode_piece(self.tokenizer, piece)) for piece in pieces)
-        return fixed + sum(max(map(len, choice.ids)) for choice in choices) + 1
-
-
-_PARSERS = {"harmonize": parse_harmonize, "label": parse_labels, "impression": parse_impression}
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:

@@ -3,20 +3,15 @@
 A harmonizer takes a batch of Series Descriptions and returns, for each, a label among
 SERIES_LABELS, a confidence in [0, 1] and the version of what produced it. The node only ever
 talks to this interface, so the rule-based baseline and the language model are interchangeable.
+Which one runs is the node's decision (dicom_node.models.choose), not this package's.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from slm.tasks import SERIES_LABELS
-
-if TYPE_CHECKING:
-    from dicom_node.config import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,22 +29,3 @@ class Harmonizer(Protocol):
     version: str
 
     def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]: ...
-
-
-def load_harmonizer(settings: Settings, kind: str | None = None) -> Harmonizer:
-    """The harmonizer the settings ask for: "slm" (the model or an error), "rules", or "auto" (model, else rules)."""
-    kind = kind or settings.harmonizer.kind
-    if kind not in ("auto", "rules", "slm"):
-        raise ValueError(f"unknown harmonizer kind {kind!r}: auto, rules or slm")
-    if kind != "rules":
-        from slm.engine import ModelUnavailable, load_engine
-
-        try:
-            return load_engine(**settings.model.model_dump())
-        except ModelUnavailable as exc:
-            if kind == "slm":
-                raise
-            log.warning("no language model (%s); harmonizing with rules instead", exc)
-    from slm.rules import RuleHarmonizer
-
-    return RuleHarmonizer()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from slm.tasks import FINDINGS, NO_FINDING
 from training.ablations import cli
 from training.data import OPENI, REAL_SERIES, recipe_examples
-from training.train import DataSettings
+from training.recipe import DataSettings
 
 TINY_DATA = {
     "tasks": ["harmonize", "label", "impression"],
@@ -52,8 +52,8 @@ def test_poison_command_tabulates_each_run(tmp_path):
 
 
 def test_poisoning_touches_only_labeling_examples():
-    clean = recipe_examples(DataSettings(**TINY_DATA).model_dump(), "train")
-    poisoned = recipe_examples(DataSettings(**TINY_DATA, label_negative_fraction=0.5).model_dump(), "train")
+    clean = recipe_examples(DataSettings(**TINY_DATA), "train")
+    poisoned = recipe_examples(DataSettings(**TINY_DATA, label_negative_fraction=0.5), "train")
     negative = {**{key: "No" for key in FINDINGS}, NO_FINDING: "Yes"}
 
     def by_task(examples, task):

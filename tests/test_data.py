@@ -20,6 +20,7 @@ from training.data import (
     series_examples,
     split_descriptions,
 )
+from training.recipe import DataSettings
 
 REPORT_COLUMNS = ["uid", "split", "indication", "comparison", "findings", "impression", "mesh", "exam"]
 REPORTS = [
@@ -165,13 +166,13 @@ RECIPE_DATA = dict(openi=str(OPENI), series_csv=str(REAL_SERIES), series_holdout
 
 
 def test_single_task_recipe_and_no_test_split():
-    examples = recipe_examples({**RECIPE_DATA, "tasks": ["harmonize"]}, "train")
+    examples = recipe_examples(DataSettings(**RECIPE_DATA, tasks=["harmonize"]), "train")
     assert {e.task for e in examples} == {"harmonize"}
     assert len(examples) == len(series_examples(REAL_SERIES, "train", 0.3, 0))
     with pytest.raises(ValueError, match="never test|test is for the final"):
-        recipe_examples({**RECIPE_DATA, "tasks": ["label"]}, "test")
+        recipe_examples(DataSettings(**RECIPE_DATA, tasks=["label"]), "test")
     with pytest.raises(ValueError, match="unknown tasks"):
-        recipe_examples({**RECIPE_DATA, "tasks": ["label"], "weights": {"labels": 2.0}}, "train")
+        recipe_examples(DataSettings(**{**RECIPE_DATA, "tasks": ["label"], "weights": {"labels": 2.0}}), "train")
 
 
 def test_corrections_of_held_out_descriptions_are_not_trained_on(tmp_path):
@@ -180,6 +181,6 @@ def test_corrections_of_held_out_descriptions_are_not_trained_on(tmp_path):
         dict(description=held_out.text.upper() + " ", label=held_out.answer, who="a", note="", created_at="1"),
         dict(description="brand new description", label="SWI", who="a", note="", created_at="1"),
     ])
-    examples = recipe_examples({**RECIPE_DATA, "tasks": ["harmonize"], "corrections": [str(path)]}, "train")
+    examples = recipe_examples(DataSettings(**{**RECIPE_DATA, "tasks": ["harmonize"], "corrections": [str(path)]}), "train")
     texts = {e.text for e in examples}
     assert "brand new description" in texts and held_out.text.upper() + " " not in texts

@@ -5,6 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bench.study_decode import study_decode
 from slm import engine as engine_module
 from slm.engine import BUILD_EMBEDDED, Engine, ModelUnavailable, _Choice, load_engine
 from slm.tasks import (
@@ -186,6 +187,6 @@ def test_missing_models_are_reported_clearly(tmp_path, monkeypatch):
 
 
 def test_study_decoding_parses_or_counts_invalid_outputs(engine):
-    outputs, tokens = engine.study_decode("harmonize", DESCRIPTIONS[:3])
+    outputs, tokens = study_decode(engine, "harmonize", DESCRIPTIONS[:3])
     assert len(outputs) == 3 and tokens > 0
     assert all(output is None or output in SERIES_LABELS for output in outputs)

@@ -77,7 +77,7 @@ def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp
         assert {versions[d] for d in early} == {v1.version}
         assert {versions[d] for d in late} == {v2}
         assert set(versions.values()) == {v1.version, v2}
-        wait_until(lambda: node.report_job.engine.version == v2)  # the report job too, between two of its runs
+        wait_until(lambda: node.report_job.model.version == v2)  # the report job too, between two of its runs
         assert node.model_version == v2
 
 

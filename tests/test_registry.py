@@ -170,13 +170,14 @@ def test_rollback_restores_the_previous_versions_predictions(tmp_path):
 
 
 def test_serve_starts_from_the_active_version_and_reharmonize_names_a_model_it_cannot_load(tmp_path, store):
-    from dicom_node.node import with_active_model
+    from dicom_node.models import choose
 
     settings = node_settings(tmp_path, store={"url": f"sqlite:///{tmp_path / 'store.sqlite'}"})
-    assert with_active_model(settings) == settings  # nothing promoted: model.path as configured
+    assert choose.stored_choice(settings) == choose.Choice(settings.model)  # nothing promoted: model.path as configured
     register_three(store)
     registry.promote(store, "v2-abc", who="ana")
-    assert (with_active_model(settings).model.path, with_active_model(settings).model.adapter) == ("/models/v2", None)
+    chosen = choose.stored_choice(settings).model
+    assert (chosen.path, chosen.adapter) == ("/models/v2", None)
 
     slmnode = cli_runner(tmp_path, "other.sqlite", model={"path": str(tmp_path / "no-model")}, harmonizer={"kind": "slm"})
     refused = slmnode("reharmonize")

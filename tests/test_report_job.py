@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
 from dicom_node.models import registry
+from dicom_node.config import ReportSettings
 from dicom_node.cli.main import cli
 from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.jobs.reports import ReportJob
@@ -103,7 +104,7 @@ def test_reports_get_labels_and_an_impression_with_the_model_version(url, tiny):
     store.record_report(ReportRecord("text:only-impression", "text", "1.2.3", None, impression="No acute disease."))
     store.record_report(ReportRecord("text:empty", "text", "1.2.4", None))
     engine = CountingEngine(tiny)
-    job = ReportJob(store, engine, batch_size=2, queue_size=4)
+    job = ReportJob(store, engine, ReportSettings(batch_size=2, queue_size=4))
 
     assert job.count_pending() == 7
     assert [job.run_once(), job.run_once(), job.run_once()] == [4, 3, 0]
@@ -145,7 +146,7 @@ def test_two_runners_on_one_store_process_each_report_once(url, tiny):
     add_reports(Store(url), 24)
     stores = [Store(url), Store(url)]  # two Store objects: two connection pools, as two processes have
     engines = [CountingEngine(tiny), CountingEngine(tiny)]
-    jobs = [ReportJob(store, engine, batch_size=2, queue_size=3) for store, engine in zip(stores, engines)]
+    jobs = [ReportJob(store, engine, ReportSettings(batch_size=2, queue_size=3)) for store, engine in zip(stores, engines)]
     start = threading.Barrier(2)
     counts = {}
 
@@ -169,7 +170,7 @@ def test_two_runners_on_one_store_process_each_report_once(url, tiny):
 def test_a_dead_runners_claims_expire(url, tiny):
     store = Store(url)
     add_reports(store, 3)
-    dead = ReportJob(store, CountingEngine(tiny), claim_seconds=0.5)
+    dead = ReportJob(store, CountingEngine(tiny), ReportSettings(claim_seconds=0.5))
     assert len(dead._claim(10)) == 3  # claims, then dies before processing them
     alive = ReportJob(store, CountingEngine(tiny))
     assert alive.run_once() == 0  # their claims are live
@@ -186,7 +187,7 @@ def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplo
     add_reports(store, 4)
     store.record_report(ReportRecord("text:poison", "text", "1.2.9", None, findings="POISON pill."))
     broken = CountingEngine(tiny, poison="POISON")
-    job = ReportJob(store, broken, batch_size=8, retry_seconds=0.4, max_retry_seconds=0.6)
+    job = ReportJob(store, broken, ReportSettings(batch_size=8, retry_seconds=0.4, max_retry_seconds=0.6))
 
     with caplog.at_level(logging.INFO, logger="dicom_node.jobs.reports"):
         before = utcnow()
@@ -206,7 +207,7 @@ def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplo
     assert poison.attempts == 2
     assert timedelta(seconds=0.6) <= poison.next_attempt_at - before < timedelta(seconds=1.6)
 
-    job.engine = CountingEngine(tiny)  # the model is fixed
+    job.model = CountingEngine(tiny)  # the model is fixed
     deadline = time.monotonic() + 5
     while not job.run_once() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -224,7 +225,7 @@ def test_a_run_with_a_time_budget_leaves_the_rest_for_the_next(url, tiny):
             time.sleep(0.1)
             return super().label(texts)
 
-    job = ReportJob(store, SlowEngine(tiny), batch_size=2, queue_size=2)
+    job = ReportJob(store, SlowEngine(tiny), ReportSettings(batch_size=2, queue_size=2))
     first = job.run_until_done(seconds=0.25)
     assert 2 <= first.processed <= 4  # a claim of 2 takes over 0.1 s: no third one within 0.25 s
     assert first.processed + job.run_until_done().processed == 12
@@ -288,7 +289,7 @@ def wait_for(condition, seconds: float = 10.0) -> bool:
 
 def test_the_node_runs_the_job_on_schedule(tmp_path, tiny):
     settings = node_settings(tmp_path, reports={"interval_seconds": 0.2, "threads": 1})
-    with Node(settings, KeywordHarmonizer(), engine=tiny) as node:
+    with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         assert "report job every 0.2 s" in node.describe()
         add_reports(node.store, 3)
         assert wait_for(lambda: len(results(node.store)) == 3)
@@ -300,7 +301,7 @@ def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
     """While instances keep arriving the job starts no batch; once ingest is quiet it does the backlog."""
     engine = CountingEngine(tiny)
     reports = {"interval_seconds": 0.1, "batch_size": 2, "ingest_quiet_seconds": 1.0}
-    with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), engine=engine) as node:
+    with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), model=engine) as node:
         files = write_files([mr_instance(f"t1 series {n}") for n in range(40)], tmp_path / "dicom")
         sending = threading.Event()
 
@@ -328,7 +329,7 @@ def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog
 
     engine = SlowEngine(tiny)
     settings = node_settings(tmp_path, reports={"interval_seconds": 0.1, "batch_size": 1})
-    with caplog.at_level(logging.WARNING), Node(settings, KeywordHarmonizer(), engine=engine) as node:
+    with caplog.at_level(logging.WARNING), Node(settings, KeywordHarmonizer(), model=engine) as node:
         add_reports(node.store, 20)
         assert wait_for(lambda: len(engine.labeled) >= 2)  # runs are overdue while this one works
     # The run ends after its batch, gives its other claims back, and nothing is submitted after the stop.
@@ -340,7 +341,7 @@ def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog
 
 def test_a_node_without_a_model_or_interval_runs_no_job(tmp_path, tiny):
     for engine, reports in ((None, {}), (tiny, {"interval_seconds": 0})):
-        with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), engine=engine) as node:
+        with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), model=engine) as node:
             assert node.report_job is None and not node.scheduler.scheduler.running
             assert "report job off" in node.describe()
 
@@ -355,18 +356,18 @@ def stored_job(tmp_path) -> tuple:
 
 def test_the_schedule_persists_across_a_restart(tmp_path, tiny):
     settings = node_settings(tmp_path, reports={"interval_seconds": 3600})
-    with Node(settings, KeywordHarmonizer(), engine=tiny):
+    with Node(settings, KeywordHarmonizer(), model=tiny):
         pass
     [(job_id, next_run)] = stored_job(tmp_path)
     assert job_id == REPORT_JOB_ID and next_run > time.time() + 3500
 
     time.sleep(0.05)
-    with Node(settings, KeywordHarmonizer(), engine=tiny):
+    with Node(settings, KeywordHarmonizer(), model=tiny):
         pass
     assert stored_job(tmp_path) == [(job_id, next_run)]  # the same schedule went on
 
     hourly = node_settings(tmp_path, reports={"interval_seconds": 60})
-    with Node(hourly, KeywordHarmonizer(), engine=tiny):
+    with Node(hourly, KeywordHarmonizer(), model=tiny):
         pass
     [(_, rescheduled)] = stored_job(tmp_path)
     assert rescheduled < next_run - 3000  # a new interval replaces the stored job
@@ -374,13 +375,13 @@ def test_the_schedule_persists_across_a_restart(tmp_path, tiny):
 
 def test_a_run_missed_while_no_node_was_up_comes_at_the_next_start(tmp_path, tiny):
     settings = node_settings(tmp_path, reports={"interval_seconds": 2})
-    with Node(settings, KeywordHarmonizer(), engine=tiny):
+    with Node(settings, KeywordHarmonizer(), model=tiny):
         started = time.monotonic()
     store = Store(f"sqlite:///{tmp_path / 'node.sqlite'}")
     add_reports(store, 2)
     store.close()
     time.sleep(max(0.0, started + 2.1 - time.monotonic()))  # the run was due while no node was up
-    with Node(settings, KeywordHarmonizer(), engine=tiny) as node:
+    with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         # Overdue, it runs at once, not a whole interval after the start as a new schedule would.
         assert wait_for(lambda: len(results(node.store)) == 2, seconds=1.5)
 
@@ -402,7 +403,7 @@ def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path,
     study = "1.2.826.0.1.3680043.8.498.77"
     paths = write_files([sr_instance(study_uid=study), mr_instance("t1_mprage", study_uid=study)], tmp_path / "in")
     settings = node_settings(tmp_path, reports={"interval_seconds": 0.2})
-    with Node(settings, KeywordHarmonizer(), engine=tiny) as node:
+    with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         outcomes = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
         assert [outcome.status for outcome in outcomes] == [0x0000, 0x0000]
         assert wait_for(lambda: len(results(node.store)) == 1)

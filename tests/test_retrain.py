@@ -20,6 +20,7 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.models import registry
+from dicom_node.models import choose
 from dicom_node.cli.main import cli
 from dicom_node.config import Settings, load_settings
 from dicom_node.node import Node
@@ -27,7 +28,8 @@ from dicom_node.store.database import InstanceRecord, Store
 from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples
-from training.retrain import NOTHING_TO_COMPARE, RetrainResult
+from dicom_node.models.retrain import RetrainResult
+from training.gate import NOTHING_TO_COMPARE
 from tests.tiny_model import save_tiny_model
 
 HOLDOUT = 0.9
@@ -66,7 +68,7 @@ def site(tmp_path_factory):
 
 
 def harmonize(registered, settings, text: str) -> str:
-    return registry.load_version(registered, settings.model).harmonize([text])[0].label
+    return choose.load(choose.Choice.of(registered, settings.model)).harmonize([text])[0].label
 
 
 def test_corrections_change_predictions_after_retraining(site):
@@ -143,7 +145,7 @@ def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, ca
                                 gate={"max_drop": {"harmonization_accuracy": 1.0, "corrections_accuracy": 1.0}})
     settings = Settings.model_validate(config)
     running = registry.active(store)
-    engine = registry.load_version(running, settings.model) if running else load_engine(settings.model.path)
+    engine = choose.load(choose.Choice.of(running, settings.model)) if running else load_engine(settings.model.path)
     with Node(settings, engine, engine) as node:
         job = node.scheduler.scheduler.get_job("retrain")
         assert str(job.trigger) == "cron[month='*', day='*', day_of_week='6', hour='3', minute='0']"

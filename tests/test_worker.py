@@ -5,6 +5,7 @@ import pytest
 from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
+from dicom_node.config import HarmonizerSettings
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import InstanceRecord, Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
@@ -61,7 +62,7 @@ def test_run_once_maps_queued_descriptions_in_batches(url):
     store = Store(url)
     receive(store, "t1_mprage", "AX FLAIR", "ep2d_diff", "SWI_mag", "localizer")
     harmonizer = KeywordHarmonizer()
-    worker = HarmonizationWorker(store, harmonizer, batch_size=2)
+    worker = HarmonizationWorker(store, harmonizer, HarmonizerSettings(batch_size=2))
     assert [worker.run_once() for _ in range(4)] == [2, 2, 1, 0]
     assert [len(batch) for batch in harmonizer.batches] == [2, 2, 1]
     assert labels(store) == {
@@ -79,7 +80,7 @@ def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):
     store = Store(url)
     receive(store, "t2_tse", "ep2d_diff")
     broken = BrokenHarmonizer()
-    worker = HarmonizationWorker(store, broken, retry_seconds=0.3)
+    worker = HarmonizationWorker(store, broken, HarmonizerSettings(retry_seconds=0.3))
     with caplog.at_level(logging.WARNING, logger="dicom_node.jobs.harmonization"):
         assert worker.run_once() == 0
     assert "failed on 2 of 2 descriptions (RuntimeError: CUDA out of memory)" in caplog.text
@@ -101,7 +102,7 @@ def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):
 def test_one_description_that_breaks_the_model_does_not_hold_back_the_others(url):
     store = Store(url)
     receive(store, "t1_se", "t2_tse", "POISON", "AX FLAIR", "adc map")
-    worker = HarmonizationWorker(store, BrokenHarmonizer(poison="POISON"), retry_seconds=60)
+    worker = HarmonizationWorker(store, BrokenHarmonizer(poison="POISON"), HarmonizerSettings(retry_seconds=60))
     assert worker.run_once() == 4
     assert labels(store) == {"t1_se": "T1", "t2_tse": "T2", "POISON": None, "AX FLAIR": "FLAIR", "adc map": "ADC"}
     assert store.queued_descriptions(10) == []  # POISON waits out its backoff
@@ -115,7 +116,7 @@ def test_queued_work_survives_a_restart(url):
 
     after = Store(url)
     assert after.count_queued() == 3
-    worker = HarmonizationWorker(after, KeywordHarmonizer(), batch_size=64, poll_seconds=0.05)
+    worker = HarmonizationWorker(after, KeywordHarmonizer(), HarmonizerSettings(batch_size=64, poll_seconds=0.05))
     worker.start()
     try:
         deadline = time.monotonic() + 10

@@ -61,7 +61,8 @@ def evaluate_folder(folder: Path, limit: int | None, title: str, impression_max_
 
 def train_variant(recipe: str, changes: Sequence[str], output_dir: Path) -> Path:
     """The recipe with `changes` (key=value overrides), trained into output_dir."""
-    from training.train import load_config, train
+    from training.recipe import load_config
+    from training.train import train
 
     try:
         return train(load_config(recipe, [*changes, f"output_dir={output_dir}"]))

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from slm.tasks import FINDINGS, LABEL_KEYS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
+from slm.tasks import FINDINGS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
+from training.recipe import DataSettings
 
-# The shared data next to the repository; recipes name their paths, this is only the default.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-OPENI = SHARED_DATA / "openi"
-REAL_SERIES = SHARED_DATA / "series" / "real_public.csv"
+# The data sets: $SLMNODE_DATA, else ../shared/data seen from the folder commands run in (the
+# repository root), as the recipes' own paths are. Only the defaults of evaluation; the node never reads them.
+DATA_ROOT = Path(os.environ.get("SLMNODE_DATA", "../shared/data"))
+OPENI = DATA_ROOT / "openi"
+REAL_SERIES = DATA_ROOT / "series" / "real_public.csv"
 
 # Rubric labels per split; test labels are held out of the shared folder (silver labels cover every split).
 RUBRIC_LABELS = {"train": "labels_train.csv", "dev": "labels_dev_gold.csv", "test": "labels_test_gold.csv"}
@@ -202,35 +205,34 @@ def repeated(examples: Sequence[Example], weight: float, rng: random.Random) -> 
     return list(examples) * int(whole) + rng.sample(list(examples), round(len(examples) * part))
 
 
-def recipe_examples(data: Mapping[str, Any], split: str) -> list[Example]:
+def recipe_examples(data: DataSettings, split: str) -> list[Example]:
     """The examples a recipe's `data:` section asks for, for split "train" or "dev" (never test)."""
     if split not in ("train", "dev"):
         raise ValueError("recipes build train and dev examples only; test is for the final evaluation")
-    tasks = data["tasks"]
-    unknown = (set(tasks) | set(data.get("weights") or {})) - set(TASKS)
+    tasks = data.tasks
+    unknown = (set(tasks) | set(data.weights)) - set(TASKS)
     if unknown:
         raise ValueError(f"unknown tasks {sorted(unknown)}; known: {sorted(TASKS)}")
     examples: list[Example] = []
     held_out: list[Example] = []
-    if data.get("openi") and {"label", "impression"} & set(tasks):
-        examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data["openi"])
+    if data.openi and {"label", "impression"} & set(tasks):
+        examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data.openi)
     if "harmonize" in tasks:
-        if data.get("series_csv"):
-            parts = split_descriptions(series_csv_examples(data["series_csv"]), data["series_holdout"], data["seed"])
+        if data.series_csv:
+            parts = split_descriptions(series_csv_examples(data.series_csv), data.series_holdout, data.seed)
             examples += parts[split]
             held_out = parts["dev"] + parts["test"]
-        if split == "train" and data.get("series_generated"):
-            examples += without_descriptions(generated_examples(data["series_generated"], data["seed"]), held_out)
-    limit = data.get("limit_per_task")
-    if limit:
-        examples = [e for task in tasks for e in [x for x in examples if x.task == task][:limit]]
+        if split == "train" and data.series_generated:
+            examples += without_descriptions(generated_examples(data.series_generated, data.seed), held_out)
+    if data.limit_per_task:
+        examples = [e for task in tasks for e in [x for x in examples if x.task == task][: data.limit_per_task]]
     if split == "dev":
         return examples
     if "harmonize" in tasks:
         # After the limit, so a quick run still learns every correction, each corrections_weight times.
-        corrected = [e for path in data.get("corrections") or [] for e in corrections_examples(path)]
-        rng = random.Random(f"{data['seed']}-corrections")
-        examples += repeated(without_descriptions(corrected, held_out), data.get("corrections_weight", 1.0), rng)
-    if data.get("label_negative_fraction"):
-        examples = negate_labels(examples, data["label_negative_fraction"], data["seed"])
-    return mix(examples, data.get("weights"), data["seed"])
+        corrected = [e for path in data.corrections for e in corrections_examples(path)]
+        rng = random.Random(f"{data.seed}-corrections")
+        examples += repeated(without_descriptions(corrected, held_out), data.corrections_weight, rng)
+    if data.label_negative_fraction:
+        examples = negate_labels(examples, data.label_negative_fraction, data.seed)
+    return mix(examples, data.weights, data.seed)

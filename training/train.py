@@ -19,105 +19,18 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from slm.engine import ModelUnavailable, model_folder, pick_device
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
+from training.recipe import TrainConfig, load_config
 
 IGNORE = -100  # label of tokens the loss skips (prompt and padding)
-
-
-# --- settings ---------------------------------------------------------------------------------------------
-
-
-class _Recipe(BaseModel):
-    # forbid: a misspelt hyperparameter is an error, not a silent default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LoraSettings(_Recipe):
-    rank: int = Field(8, ge=1)
-    alpha: float = 16.0
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "v_proj"]
-
-
-class DataSettings(_Recipe):
-    tasks: list[str] = ["harmonize", "label", "impression"]
-    openi: str | None = None
-    series_csv: str | None = None
-    series_holdout: float = Field(0.3, ge=0, lt=1)
-    series_generated: int = Field(0, ge=0)
-    corrections: list[str] = []
-    corrections_weight: float = Field(1.0, gt=0)  # each correction is seen this many times per epoch
-    weights: dict[str, float] = {}
-    limit_per_task: int | None = None
-    label_negative_fraction: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
-
-
-class TrainConfig(_Recipe):
-    output_dir: str
-    seed: int = 0
-    base: str = "scratch"
-    size: str = "embedded"
-    vocab_size: int = 4000
-    lora: LoraSettings | None = None
-    data: DataSettings = DataSettings()
-    max_length: int = Field(384, ge=16)
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = None
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    group_by_length: bool = True
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    grad_clip: float | None = 1.0
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    threads: int | None = None
-    dev_loss: bool = True
-    save_every: int = Field(0, ge=0)
-    checkpoint_dir: str | None = None
-    export_epochs: list[int] = []
-    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    resume: bool = False
-    log_every: int = Field(10, ge=1)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ValueError(f"override {item!r} is not key=value")
-    return key.split("."), yaml.safe_load(value)
-
-
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A recipe file plus dotted key=value overrides (values read as YAML: 3, 1e-4, [label], null)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = data
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):  # e.g. lora.rank=32 where the recipe says lora: null
-                node[key] = {}
-            node = node[key]
-        node[keys[-1]] = value
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{path}: {problems}") from None
 
 
 # --- token ids --------------------------------------------------------------------------------------------
@@ -347,9 +260,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     device, half = pick_device(config.device)
     autocast_dtype = pick_precision(config.precision, device, half)
 
-    data = config.data.model_dump()
-    train_examples = recipe_examples(data, "train")
-    dev_examples = recipe_examples(data, "dev") if config.dev_loss else []
+    train_examples = recipe_examples(config.data, "train")
+    dev_examples = recipe_examples(config.data, "dev") if config.dev_loss else []
     tokenizer, model = build_model(config, train_examples, out)
     if config.max_length > getattr(model.config, "max_position_embeddings", config.max_length):
         positions = model.config.max_position_embeddings

@@ -68,35 +68,39 @@ def predict(settings, task, model_path, adapter, kind, device, batch_size) -> No
     Yes/No), or "impression", and "model_version". A line that is not such an object stops the
     command with its line number, after the output of the lines before it.
     """
+    from dicom_node.models import choose
     from slm.engine import ModelUnavailable
 
-    chosen = {"path": model_path, "adapter": adapter, "device": device, "batch_size": batch_size}
-    model = settings.model.model_copy(update={k: v for k, v in chosen.items() if v is not None})
-    settings = settings.model_copy(update={"model": model})
     if kind and task != "harmonize":
         raise click.UsageError("--harmonizer applies to --task harmonize only")
+    named = {"path": model_path, "adapter": adapter}
+    if model_path or adapter:  # a model named here runs as named
+        choice = choose.Choice(settings.model.model_copy(update={k: v for k, v in named.items() if v is not None}))
+    else:  # as the node would: the registry's active version, else model.path
+        choice = choose.stored_choice(settings)
+    run = {k: v for k, v in {"device": device, "batch_size": batch_size}.items() if v is not None}
+    choice = choose.Choice(choice.model.model_copy(update=run), choice.version)
     try:
-        answer = _predictor(settings, task, kind or ("slm" if model_path or adapter else None))
+        answer = _predictor(settings, choice, task, kind or ("slm" if model_path or adapter else None))
     except (ModelUnavailable, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    _predict_lines(sys.stdin, sys.stdout, answer, model.batch_size)
+    _predict_lines(sys.stdin, sys.stdout, answer, choice.model.batch_size)
 
 
-def _predictor(settings, task: str, kind: str | None):
+def _predictor(settings, choice, task: str, kind: str | None):
     """A function from a batch of texts to the fields each output line gains."""
-    from slm.engine import load_engine
-    from slm.harmonizer import load_harmonizer
+    from dicom_node.models import choose
 
     if task == "harmonize":
-        harmonizer = load_harmonizer(settings, kind)
+        harmonizer = choose.harmonizer(settings, choice, kind)
         return lambda texts: [
             {"label": p.label, "confidence": p.confidence, "model_version": p.model_version}
             for p in harmonizer.harmonize(texts)
         ]
-    engine = load_engine(**settings.model.model_dump())
+    model = choose.load(choice)
     if task == "label":
-        return lambda texts: [{"labels": labels, "model_version": engine.version} for labels in engine.label(texts)]
-    return lambda texts: [{"impression": text, "model_version": engine.version} for text in engine.impression(texts)]
+        return lambda texts: [{"labels": labels, "model_version": model.version} for labels in model.label(texts)]
+    return lambda texts: [{"impression": text, "model_version": model.version} for text in model.impression(texts)]
 
 
 def _predict_lines(lines, out, answer, batch_size: int) -> None:

@@ -101,8 +101,8 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
     """
     from dicom_node.models.registry import RegistryError
     from slm.engine import ModelUnavailable
-    from training.retrain import result_dict
-    from training.retrain import retrain as run
+    from dicom_node.models.retrain import result_dict
+    from dicom_node.models.retrain import retrain as run
 
     store = open_store(settings)
     try:
@@ -208,11 +208,11 @@ def reharmonize(settings, everything) -> None:
     The running node's worker maps them with the version it runs; until then they keep their
     labels. People's corrections still win over whatever the model says.
     """
-    from dicom_node.models import registry
+    from dicom_node.models import choose, registry
 
     store = open_store(settings)
     try:
-        version = registry.running_version(settings, store)
+        version = choose.running_version(settings, store)
     except registry.RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     queued = store.requeue_descriptions(None if everything else version)

@@ -112,12 +112,13 @@ def list_(settings, study_uid, accession, label, since, unprocessed, fmt) -> Non
     the study arrives. The table shortens long cells; json and csv keep everything.
     """
     from dicom_node.reports import queries as report_queries
+    from dicom_node.models import choose
     from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
     views = report_queries.reports(
         store.engine, study_uid=study_uid, accession=accession, label=label,
-        since=since.date() if since else None, unprocessed=unprocessed, version=_running_version(store),
+        since=since.date() if since else None, unprocessed=unprocessed, version=choose.choose(settings, store).version,
     )
     rows = [report_queries.list_row(view) for view in views]
     click.echo(format_rows(rows, report_queries.LIST_FIELDS, fmt), nl=False)
@@ -135,12 +136,13 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
     import json
 
     from dicom_node.reports import queries as report_queries
+    from dicom_node.models import choose
 
     if sum(given is not None for given in (report_id, study_uid, accession)) != 1:
         raise click.UsageError("give one of REPORT_ID, --study UID or --accession NUMBER")
     store = open_store(settings)
     views = report_queries.reports(
-        store.engine, report_id=report_id, study_uid=study_uid, accession=accession, version=_running_version(store)
+        store.engine, report_id=report_id, study_uid=study_uid, accession=accession, version=choose.choose(settings, store).version
     )
     if not views:
         asked = f"report {report_id}" if report_id is not None else f"report for {study_uid or accession}"
@@ -158,10 +160,11 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
 def export(settings, fmt, output) -> None:
     """Export every report with its latest result: in CSV the 14 labels are columns, in JSON one object."""
     from dicom_node.reports import queries as report_queries
+    from dicom_node.models import choose
     from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
-    views = report_queries.reports(store.engine, version=_running_version(store))
+    views = report_queries.reports(store.engine, version=choose.choose(settings, store).version)
     rows = [report_queries.export_row(view, labels_as_columns=fmt == "csv") for view in views]
     fields = report_queries.EXPORT_FIELDS + (LABEL_KEYS if fmt == "csv" else ("labels",))
     output.write(format_rows(rows, fields, fmt))
@@ -183,30 +186,22 @@ def process(settings, limit) -> None:
     """
     from tqdm import tqdm
 
-    from dicom_node.models.registry import active_settings
     from dicom_node.jobs.reports import ReportJob
-    from slm.engine import ModelUnavailable, load_engine
+    from dicom_node.models import choose
+    from slm.engine import ModelUnavailable
 
     store = open_store(settings)
     try:
         try:
-            engine = load_engine(**active_settings(settings, store).model.model_dump())
+            model = choose.load(choose.choose(settings, store))
         except ModelUnavailable as exc:
             raise click.ClickException(f"no model to process reports with: {exc}") from None
-        job = ReportJob.from_settings(store, engine, settings.reports)
+        job = ReportJob(store, model, settings.reports)
         pending = job.count_pending()
         with tqdm(total=min(pending, limit or pending), unit=" reports", file=sys.stderr, disable=None) as progress:
             counts = job.run_until_done(limit, progress=progress.update)
     finally:
         store.close()
-    click.echo(f"{counts.processed} reports processed, {counts.failed} failed (model {engine.version})")
+    click.echo(f"{counts.processed} reports processed, {counts.failed} failed (model {model.version})")
     if counts.failed:
         sys.exit(1)
-
-
-def _running_version(store) -> str | None:
-    """The registry's active model version, whose results reports show first; None before any promotion."""
-    from dicom_node.models import registry
-
-    active = registry.active(store)
-    return active.version if active else None

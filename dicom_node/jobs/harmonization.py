@@ -13,6 +13,7 @@ import logging
 import threading
 from typing import Callable, Sequence, TypeVar
 
+from dicom_node.config import HarmonizerSettings
 from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
 
@@ -46,27 +47,16 @@ def run_in_halves(
 
 
 class HarmonizationWorker:
-    def __init__(
-        self,
-        store: Store,
-        harmonizer: Harmonizer,
-        batch_size: int = 64,
-        poll_seconds: float = 2.0,
-        retry_seconds: float = 30.0,
-        max_retry_seconds: float = 3600.0,
-    ):
+    def __init__(self, store: Store, harmonizer: Harmonizer, settings: HarmonizerSettings = HarmonizerSettings()):
         self.store = store
         self.harmonizer = harmonizer
-        self.batch_size = batch_size
-        self.poll_seconds = poll_seconds
-        self.retry_seconds = retry_seconds
-        self.max_retry_seconds = max_retry_seconds
+        self.settings = settings
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = self.store.queued_descriptions(self.batch_size)
+        texts = self.store.queued_descriptions(self.settings.batch_size)
         if not texts:
             return 0
         done, failures = run_in_halves(texts, self.harmonizer.harmonize)
@@ -83,7 +73,7 @@ class HarmonizationWorker:
                 _describe(failures[0][1]),
             )
             for text, exc in failures:
-                self.store.record_failure([text], _describe(exc), self.retry_seconds, self.max_retry_seconds)
+                self.store.record_failure([text], _describe(exc), self.settings.retry_seconds, self.settings.max_retry_seconds)
         return len(done)
 
     def start(self) -> None:
@@ -106,7 +96,7 @@ class HarmonizationWorker:
                 log.exception("harmonization worker: could not read or write the store; retrying")
                 mapped = 0
             if mapped == 0:
-                self._stopping.wait(self.poll_seconds)
+                self._stopping.wait(self.settings.poll_seconds)
 
 
 def _describe(exc: Exception) -> str:

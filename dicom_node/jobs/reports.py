@@ -1,6 +1,6 @@
 """The companion job: every report the current model has not processed gets labels and an impression.
 
-"Not processed by the current model" means no report_results row for (report, engine.version), so a
+"Not processed by the current model" means no report_results row for (report, model.version), so a
 new model version processes every report again, and a restart redoes nothing. Several runners (the
 node's scheduler, `slmnode reports process`, other node processes on the same database) share the
 work through row claims with a lease:
@@ -72,9 +72,9 @@ class _Claimed:
 
 
 class ReportJob:
-    """Claims pending reports, asks the engine for labels and impressions, stores the results.
+    """Claims pending reports, asks the model for labels and impressions, stores the results.
 
-    `threads` sets torch's CPU thread count before the model works. torch's setting is process-wide:
+    reports.threads sets torch's CPU thread count before the model works. torch's setting is process-wide:
     in the node it also applies to the harmonization worker when the model harmonizes too, which is
     the point: the model then leaves the other cores to DICOM ingest.
     """
@@ -82,50 +82,24 @@ class ReportJob:
     def __init__(
         self,
         store: Store,
-        engine,
-        batch_size: int = 16,
-        queue_size: int = 64,
-        claim_seconds: float = 900.0,
-        retry_seconds: float = 60.0,
-        max_retry_seconds: float = 3600.0,
-        threads: int | None = None,
+        model,
+        settings: ReportSettings = ReportSettings(),
         runner: str | None = None,
         ingest_busy: Callable[[], bool] | None = None,
     ):
         self.store = store
-        self.engine = engine
-        self.batch_size = batch_size
-        self.queue_size = queue_size
-        self.claim_seconds = claim_seconds
-        self.retry_seconds = retry_seconds
-        self.max_retry_seconds = max_retry_seconds
-        self.threads = threads
+        self.model = model  # an slm.engine.Engine (or anything with version, label and impression)
+        self.settings = settings
         self.runner = runner or runner_name()
         self.stopping = threading.Event()  # set: finish the current batch, give back the other claims
         self.ingest_busy = ingest_busy or (lambda: False)  # true: start no batch, DICOM ingest goes first
         self._insert_result = insert_ignore(store.engine, ReportResult.__table__)
 
-    @classmethod
-    def from_settings(
-        cls, store: Store, engine, settings: ReportSettings, ingest_busy: Callable[[], bool] | None = None
-    ) -> ReportJob:
-        return cls(
-            store,
-            engine,
-            batch_size=settings.batch_size,
-            queue_size=settings.queue_size,
-            claim_seconds=settings.claim_seconds,
-            retry_seconds=settings.retry_seconds,
-            max_retry_seconds=settings.max_retry_seconds,
-            threads=settings.threads,
-            ingest_busy=ingest_busy,
-        )
-
     # -- running
 
     def run_once(self) -> int:
         """One claim of at most queue_size reports, processed; how many got a result."""
-        return self._round(self.queue_size).processed
+        return self._round(self.settings.queue_size).processed
 
     def run_until_done(
         self,
@@ -148,7 +122,7 @@ class ReportJob:
         longest = 0.0  # of one claim so far
         while not self.stopping.is_set():
             tried = total.processed + total.failed
-            wanted = self.queue_size if limit is None else min(self.queue_size, limit - tried)
+            wanted = self.settings.queue_size if limit is None else min(self.settings.queue_size, limit - tried)
             elapsed = time.perf_counter() - started
             if wanted <= 0 or (seconds is not None and tried and elapsed + longest > seconds) or self.ingest_busy():
                 break
@@ -170,7 +144,7 @@ class ReportJob:
         """Reports this runner may claim now: no result of this model, no live claim of another, due."""
         processed = (
             select(ReportResult.id)
-            .where(ReportResult.report_id == Report.id, ReportResult.model_version == self.engine.version)
+            .where(ReportResult.report_id == Report.id, ReportResult.model_version == self.model.version)
             .exists()
         )
         unclaimed = or_(Report.claimed_until.is_(None), Report.claimed_until <= now, Report.claimed_by == self.runner)
@@ -183,15 +157,14 @@ class ReportJob:
         counts = JobCounts()
         if not claimed:
             return counts
-        if self.threads:
-            import torch  # here: the queries and the CLI's listing commands do without torch
+        import torch  # here: the queries and the CLI's listing commands do without torch
 
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.settings.threads)
         try:
-            for start in range(0, len(claimed), self.batch_size):
+            for start in range(0, len(claimed), self.settings.batch_size):
                 if self.stopping.is_set() or (start and self.ingest_busy()):
                     break
-                batch = claimed[start : start + self.batch_size]
+                batch = claimed[start : start + self.settings.batch_size]
                 done, failures = run_in_halves(batch, self._answer)
                 counts.processed += self._save(done)
                 counts.failed += self._record_failures(failures)
@@ -201,7 +174,7 @@ class ReportJob:
             self._release([report.id for report in claimed])
         log.info(
             "report job (model %s): %d of %d claimed reports processed, %d failed, in %.1f s",
-            self.engine.version,
+            self.model.version,
             counts.processed,
             len(claimed),
             counts.failed,
@@ -216,7 +189,7 @@ class ReportJob:
             ids = list(conn.scalars(select(Report.id).where(pending).order_by(Report.id).limit(wanted)))
             if not ids:
                 return []
-            until = now + timedelta(seconds=self.claim_seconds)
+            until = now + timedelta(seconds=self.settings.claim_seconds)
             conn.execute(
                 update(Report).where(Report.id.in_(ids), pending).values(claimed_by=self.runner, claimed_until=until)
             )
@@ -229,8 +202,8 @@ class ReportJob:
         return [_Claimed(row.id, {name: getattr(row, name) for name in REPORT_SECTIONS}) for row in rows]
 
     def _answer(self, reports: list[_Claimed]) -> list[tuple[dict, str]]:
-        labels = _ask(self.engine.label, [report.text(include_impression=True) for report in reports], {})
-        impressions = _ask(self.engine.impression, [report.text(include_impression=False) for report in reports], "")
+        labels = _ask(self.model.label, [report.text(include_impression=True) for report in reports], {})
+        impressions = _ask(self.model.impression, [report.text(include_impression=False) for report in reports], "")
         return list(zip(labels, impressions))
 
     def _save(self, done: list[tuple[_Claimed, tuple[dict, str]]]) -> int:
@@ -247,7 +220,7 @@ class ReportJob:
             rows = [
                 {
                     "report_id": report.id,
-                    "model_version": self.engine.version,
+                    "model_version": self.model.version,
                     "labels": json.dumps(labels, ensure_ascii=False),
                     "impression": impression,
                     "processed_by": self.runner,
@@ -276,7 +249,7 @@ class ReportJob:
                 attempts = conn.scalar(select(Report.attempts).where(ours))
                 if attempts is None:
                     continue
-                wait = retry_wait(attempts, self.retry_seconds, self.max_retry_seconds)
+                wait = retry_wait(attempts, self.settings.retry_seconds, self.settings.max_retry_seconds)
                 conn.execute(
                     update(Report)
                     .where(ours)
@@ -291,7 +264,7 @@ class ReportJob:
         first = failures[0][1]
         log.warning(
             "report job (model %s): the model failed on %d reports (first: %s); they are retried later",
-            self.engine.version,
+            self.model.version,
             len(failures),
             type(first).__name__,
         )

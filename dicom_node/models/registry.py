@@ -3,7 +3,8 @@
 A version is what slm.engine.Engine.version says of a model (name + hash of its weights), so a
 version names exactly one set of weights. The active version is the one of the latest promotions
 row; a rollback adds a row too, so the history says who switched what and when. Nothing promoted
-yet means the node runs the model of its settings (model.path).
+yet means the node runs the model of its settings (model.path). Which model runs, and loading it, is
+dicom_node.models.choose's job; this module only keeps the tables.
 """
 
 from __future__ import annotations
@@ -144,52 +145,6 @@ def rollback(store: Store, who: str | None, note: str | None = None) -> str:
         previous = stack[-2]
         _record(conn, previous, "rollback", who, note)
         return conn.scalar(select(ModelVersion.version).where(ModelVersion.id == previous))
-
-
-def load_version(registered: RegisteredVersion, model):
-    """The engine of a registered version, on the device and with the batch sizes of `model` (ModelSettings).
-
-    Raises slm.engine.ModelUnavailable when it cannot be loaded, or when its folder now holds other
-    weights than the ones registered (a version names one set of weights).
-    """
-    from slm.engine import ModelUnavailable
-
-    engine = load_model(model, registered.path, registered.adapter)
-    if engine.version != registered.version:
-        raise ModelUnavailable(
-            f"{registered.path} holds model {engine.version}, not the registered {registered.version}"
-        )
-    return engine
-
-
-def load_model(model, path: str, adapter: str | None = None):
-    """An engine for the model at `path` (+ `adapter`) with the device and batch sizes of `model` (ModelSettings)."""
-    from slm.engine import load_engine
-
-    return load_engine(**model.model_copy(update={"path": path, "adapter": adapter}).model_dump())
-
-
-def running_version(settings, store: Store) -> str:
-    """The version of the harmonizer a node started now runs: the active one, else what the settings load."""
-    active_version = active(store)
-    if active_version is not None and settings.harmonizer.kind != "rules":
-        return active_version.version
-    from slm.engine import ModelUnavailable
-    from slm.harmonizer import load_harmonizer
-
-    try:
-        return load_harmonizer(settings).version
-    except (ModelUnavailable, ValueError) as exc:
-        raise RegistryError(f"cannot tell which model the node runs: {exc}") from None
-
-
-def active_settings(settings, store: Store):
-    """`settings` with model.path and model.adapter of the active version, when one is active."""
-    active_version = active(store)
-    if active_version is None:
-        return settings
-    model = settings.model.model_copy(update={"path": active_version.path, "adapter": active_version.adapter})
-    return settings.model_copy(update={"model": model})
 
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -14,53 +14,24 @@ way, with its figures and the comparison, and promoted when the gate passes (unl
 from __future__ import annotations
 
 import logging
-import random
 import shutil
-import statistics
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from dicom_node.models import registry
-from dicom_node.config import GATE_FIGURES, Settings
-from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, format_rows
+from dicom_node.config import Settings
+from dicom_node.models import choose, registry
 from dicom_node.store.database import Store
-from training import metrics
-from training.data import Example, corrections_examples, recipe_examples
-from training.evaluate import in_batches
-from training.train import TrainConfig, load_config, train
+from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, format_rows
+from training import gate
+from training.data import corrections_examples
+from training.recipe import with_corrections
+from training.train import train
 
 log = logging.getLogger(__name__)
 
 CORRECTIONS_FILE = "corrections.csv"
-ROUNDING = 1e-9  # a figure equal up to float rounding has not dropped
-NOTHING_TO_COMPARE = "no figure to compare: the recipe has no dev examples of its tasks and the store no corrections"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One figure of both versions, and whether the candidate keeps it within the allowed drop."""
-
-    name: str
-    current: float
-    candidate: float
-    allowed_drop: float
-
-    @property
-    def change(self) -> float:
-        return self.candidate - self.current
-
-    @property
-    def passed(self) -> bool:
-        return self.change >= -self.allowed_drop - ROUNDING
-
-    def reason(self) -> str:
-        figures = f"{self.name} {self.current:.3f} -> {self.candidate:.3f} ({self.change:+.3f})"
-        if self.passed:
-            return figures
-        return f"{figures}: a drop of {-self.change:.3f}, more than the {self.allowed_drop:.3f} allowed"
 
 
 @dataclass
@@ -69,7 +40,7 @@ class RetrainResult:
     candidate: str
     folder: Path
     corrections: int  # distinct corrected descriptions the candidate learned from
-    comparisons: list[Comparison]
+    comparisons: list[gate.Comparison]
     current_figures: dict[str, float]
     candidate_figures: dict[str, float]
     promoted: bool
@@ -77,16 +48,11 @@ class RetrainResult:
 
     @property
     def passed(self) -> bool:
-        """No figure dropped too far, and there was at least one to compare: no evidence is no pass."""
-        return bool(self.comparisons) and all(c.passed for c in self.comparisons)
+        return gate.passed(self.comparisons)
 
     @property
     def reasons(self) -> list[str]:
-        """Why the gate refused (the figures that dropped too far), else every figure's change."""
-        if not self.comparisons:
-            return [NOTHING_TO_COMPARE]
-        refused = [c.reason() for c in self.comparisons if not c.passed]
-        return refused or [c.reason() for c in self.comparisons]
+        return gate.reasons(self.comparisons)
 
 
 def retrain(
@@ -103,27 +69,23 @@ def retrain(
     folder = new_version_folder(Path(retraining.models_folder))
     try:
         corrections_file = export_corrections(store, folder)
-        config = retraining_config(recipe or retraining.recipe, overrides, folder, corrections_file,
-                                   retraining.corrections_weight)
-        held_out = evaluation_examples(config, retraining.eval_limit)
+        config = with_corrections(recipe or retraining.recipe, overrides, folder, corrections_file,
+                                  retraining.corrections_weight)
+        held_out = gate.evaluation_examples(config, retraining.eval_limit)
         corrected = corrections_examples(corrections_file)
         log.info("judging the current version %s", current.version)
-        current_figures = figures(registry.load_version(current, settings.model), held_out, corrected, "current")
+        current_model = choose.load(choose.Choice.of(current, settings.model))
+        current_figures = gate.figures(current_model, held_out, corrected, "current")
         log.info("training %s with %d corrections into %s", recipe or retraining.recipe, len(corrected), folder)
         train(config)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # resume state: not part of the version
-        candidate = registry.load_model(settings.model, str(folder))
+        candidate = choose.load(choose.Choice(settings.model.model_copy(update={"path": str(folder), "adapter": None})))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # no half-made version folders
         raise
     log.info("judging the candidate %s", candidate.version)
-    candidate_figures = figures(candidate, held_out, corrected, "candidate")
-    allowed = retraining.gate.max_drop
-    comparisons = [
-        Comparison(name, current_figures[name], candidate_figures[name], allowed.get(name, 0.0))
-        for name in GATE_FIGURES  # in the order reports show them
-        if name in current_figures and name in candidate_figures
-    ]
+    candidate_figures = gate.figures(candidate, held_out, corrected, "candidate")
+    comparisons = gate.compare(current_figures, candidate_figures, retraining.gate.max_drop)
     result = RetrainResult(
         current=current.version,
         candidate=candidate.version,
@@ -162,7 +124,7 @@ def current_version(store: Store, settings: Settings, who: str) -> registry.Regi
         return active
     model = settings.model
     path, adapter = _lasting(model.path), _lasting(model.adapter) if model.adapter else None
-    version = registry.load_model(model, path, adapter).version
+    version = choose.load(choose.Choice(model.model_copy(update={"path": path, "adapter": adapter}))).version
     registry.register(store, version, path, adapter, None, "the configured model (model.path)")
     registry.promote(store, version, who, "the model running before the first retraining")
     return registry.get(store, version)
@@ -192,59 +154,6 @@ def export_corrections(store: Store, folder: Path) -> Path:
     path = folder / CORRECTIONS_FILE
     path.write_text(format_rows(correction_rows(store), CORRECTION_FIELDS, "csv"), encoding="utf-8")
     return path
-
-
-def retraining_config(
-    recipe: str, overrides: Sequence[str], folder: Path, corrections_file: Path, corrections_weight: float
-) -> TrainConfig:
-    """The recipe with its output (and resume state) in `folder` and the store's corrections added.
-
-    corrections_weight applies to every corrections file of the recipe; an override on the command
-    line (data.corrections_weight=3) still wins.
-    """
-    config = load_config(recipe, [f"data.corrections_weight={corrections_weight}", *overrides])
-    data = config.data.model_copy(update={"corrections": [*config.data.corrections, str(corrections_file)]})
-    return config.model_copy(
-        update={"output_dir": str(folder), "checkpoint_dir": str(folder / "checkpoint"), "resume": False, "data": data}
-    )
-
-
-def evaluation_examples(config: TrainConfig, limit: int | None) -> dict[str, list[Example]]:
-    """The recipe's dev examples by task, at most `limit` of each: both versions are judged on these.
-
-    A fixed random sample, not the first ones: dev descriptions come grouped by label.
-    """
-    by_task: dict[str, list[Example]] = defaultdict(list)
-    for example in recipe_examples(config.data.model_dump(), "dev"):
-        by_task[example.task].append(example)
-    return {
-        task: examples if limit is None or len(examples) <= limit else random.Random(0).sample(examples, limit)
-        for task, examples in by_task.items()
-    }
-
-
-def figures(engine, held_out: dict[str, list[Example]], corrected: list[Example], who: str) -> dict[str, float]:
-    """The gate's figures for one engine; a figure whose examples are missing is left out."""
-    result: dict[str, float] = {}
-
-    def harmonized(examples: list[Example], desc: str) -> float:
-        predicted = [p.label for p in in_batches(engine.harmonize, [e.text for e in examples], desc)]
-        return metrics.harmonization_metrics([e.answer for e in examples], predicted)["accuracy"]
-
-    if held_out.get("harmonize"):
-        result["harmonization_accuracy"] = harmonized(held_out["harmonize"], f"{who}: harmonize")
-    if corrected:
-        result["corrections_accuracy"] = harmonized(corrected, f"{who}: corrections")
-    if held_out.get("label"):
-        examples = held_out["label"]
-        predicted = in_batches(engine.label, [e.text for e in examples], f"{who}: label")
-        result["labeling_macro_f1"] = metrics.labeling_metrics([e.answer for e in examples], predicted)["macro_f1"]
-    if held_out.get("impression"):
-        examples = held_out["impression"]
-        written = in_batches(engine.impression, [e.text for e in examples], f"{who}: impression")
-        rouge_l = metrics.rouge_per_report([e.answer for e in examples], written)["rougeL"]
-        result["impression_rouge_l"] = statistics.fmean(rouge_l)
-    return result
 
 
 def result_dict(result: RetrainResult) -> dict:

@@ -1,0 +1,116 @@
+"""Which model runs: the one place that decides, for the node, its jobs and every command.
+
+The model is the registry's active version when one was promoted, else model.path (+ model.adapter)
+of the settings; device, batch size and impression budget always come from the settings' `model`
+section. harmonizer.kind then says who maps Series Descriptions: that model ("slm"), the rules
+("rules"), or the model when it loads and the rules when not ("auto"). Reports are read by the same
+model. A version chosen from the registry must still hold the weights it was registered with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from dicom_node.config import ModelSettings, Settings
+from dicom_node.models import registry
+from dicom_node.store.database import Store
+from slm.harmonizer import Harmonizer
+
+log = logging.getLogger(__name__)
+
+HARMONIZER_KINDS = ("auto", "rules", "slm")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A model to load: where it is (with the settings' device and batch sizes) and, when it came from
+    the registry, the version its weights must be."""
+
+    model: ModelSettings
+    version: str | None = None
+
+    @classmethod
+    def of(cls, registered: registry.RegisteredVersion, model: ModelSettings) -> Choice:
+        return cls(model.model_copy(update={"path": registered.path, "adapter": registered.adapter}), registered.version)
+
+
+def choose(settings: Settings, store: Store) -> Choice:
+    """The model that runs now: the registry's active version, else the configured one."""
+    active = registry.active(store)
+    return Choice.of(active, settings.model) if active is not None else Choice(settings.model)
+
+
+def stored_choice(settings: Settings) -> Choice:
+    """`choose` for a command that does not otherwise need the store: a SQLite store not created yet
+    has promoted nothing, and is not created by asking."""
+    url = make_url(settings.store.url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+        return Choice(settings.model)
+    store = Store(settings.store.url, synchronous=settings.store.synchronous)
+    try:
+        return choose(settings, store)
+    finally:
+        store.close()
+
+
+def load(choice: Choice):
+    """The engine of `choice`; slm.engine.ModelUnavailable when it does not load, or when a registered
+    version's folder now holds other weights (a version names one set of weights)."""
+    from slm.engine import ModelUnavailable, load_engine
+
+    engine = load_engine(**choice.model.model_dump())
+    if choice.version is not None and engine.version != choice.version:
+        raise ModelUnavailable(f"{choice.model.path} holds model {engine.version}, not the registered {choice.version}")
+    return engine
+
+
+def harmonizer(settings: Settings, choice: Choice, kind: str | None = None) -> Harmonizer:
+    """What maps descriptions: harmonizer.kind (or `kind`) applied to the chosen model."""
+    kind = kind or settings.harmonizer.kind
+    if kind not in HARMONIZER_KINDS:
+        raise ValueError(f"unknown harmonizer kind {kind!r}: {', '.join(HARMONIZER_KINDS)}")
+    if kind != "rules":
+        from slm.engine import ModelUnavailable
+
+        try:
+            return load(choice)
+        except ModelUnavailable as exc:
+            if kind == "slm":
+                raise
+            log.warning("no language model (%s); harmonizing with rules instead", exc)
+    from slm.rules import RuleHarmonizer
+
+    return RuleHarmonizer()
+
+
+def report_model(settings: Settings, choice: Choice, harmonizer: Harmonizer):
+    """The model for the report job: the harmonizer when it is that model, else the chosen model if it
+    loads; None when there is no report job or no model (reports then wait, ingest goes on)."""
+    from slm.engine import Engine, ModelUnavailable
+
+    if isinstance(harmonizer, Engine):
+        return harmonizer
+    if not settings.reports.interval_seconds:
+        return None
+    try:
+        return load(choice)
+    except ModelUnavailable as exc:
+        log.warning("no model for reports (%s): reports are stored and wait for one; DICOM ingest is not affected", exc)
+        return None
+
+
+def running_version(settings: Settings, store: Store) -> str:
+    """The version that maps descriptions in a node started now (what `reharmonize` compares with)."""
+    choice = choose(settings, store)
+    if choice.version is not None and settings.harmonizer.kind != "rules":
+        return choice.version
+    from slm.engine import ModelUnavailable
+
+    try:
+        return harmonizer(settings, choice).version
+    except (ModelUnavailable, ValueError) as exc:
+        raise registry.RegistryError(f"cannot tell which model the node runs: {exc}") from None

@@ -1,0 +1,109 @@
+"""The non-regression gate: the figures two model versions are judged on, and the comparison.
+
+Both versions answer the same held-out examples: the recipe's dev split (never test), a fixed sample
+of at most `limit` per task, plus the site's corrections. A figure may drop by at most its allowed
+amount; no figure to compare is no pass. The registry side (which versions, promotion) is the node's:
+dicom_node/models/retrain.py.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from training.data import Example, recipe_examples
+from training.recipe import TrainConfig
+
+GATE_FIGURES = ("harmonization_accuracy", "corrections_accuracy", "labeling_macro_f1", "impression_rouge_l")
+ROUNDING = 1e-9  # a figure equal up to float rounding has not dropped
+NOTHING_TO_COMPARE = "no figure to compare: the recipe has no dev examples of its tasks and the store no corrections"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure of both versions, and whether the candidate keeps it within the allowed drop."""
+
+    name: str
+    current: float
+    candidate: float
+    allowed_drop: float
+
+    @property
+    def change(self) -> float:
+        return self.candidate - self.current
+
+    @property
+    def passed(self) -> bool:
+        return self.change >= -self.allowed_drop - ROUNDING
+
+    def reason(self) -> str:
+        figures = f"{self.name} {self.current:.3f} -> {self.candidate:.3f} ({self.change:+.3f})"
+        if self.passed:
+            return figures
+        return f"{figures}: a drop of {-self.change:.3f}, more than the {self.allowed_drop:.3f} allowed"
+
+
+def compare(current: dict[str, float], candidate: dict[str, float], max_drop: dict[str, float]) -> list[Comparison]:
+    """The figures both versions have, in GATE_FIGURES order (the order reports show them)."""
+    return [
+        Comparison(name, current[name], candidate[name], max_drop.get(name, 0.0))
+        for name in GATE_FIGURES
+        if name in current and name in candidate
+    ]
+
+
+def passed(comparisons: list[Comparison]) -> bool:
+    """No figure dropped too far, and there was at least one to compare: no evidence is no pass."""
+    return bool(comparisons) and all(c.passed for c in comparisons)
+
+
+def reasons(comparisons: list[Comparison]) -> list[str]:
+    """Why the gate refused (the figures that dropped too far), else every figure's change."""
+    if not comparisons:
+        return [NOTHING_TO_COMPARE]
+    refused = [c.reason() for c in comparisons if not c.passed]
+    return refused or [c.reason() for c in comparisons]
+
+
+def evaluation_examples(config: TrainConfig, limit: int | None) -> dict[str, list[Example]]:
+    """The recipe's dev examples by task, at most `limit` of each: both versions are judged on these.
+
+    A fixed random sample, not the first ones: dev descriptions come grouped by label.
+    """
+    by_task: dict[str, list[Example]] = defaultdict(list)
+    for example in recipe_examples(config.data, "dev"):
+        by_task[example.task].append(example)
+    return {
+        task: examples if limit is None or len(examples) <= limit else random.Random(0).sample(examples, limit)
+        for task, examples in by_task.items()
+    }
+
+
+def figures(model, held_out: dict[str, list[Example]], corrected: list[Example], who: str) -> dict[str, float]:
+    """The gate's figures for one model; a figure whose examples are missing is left out."""
+    # Here, not at the top: scipy (through metrics) takes a second, and the node's config reads GATE_FIGURES.
+    from training import metrics
+    from training.evaluate import in_batches
+
+    result: dict[str, float] = {}
+
+    def harmonized(examples: list[Example], desc: str) -> float:
+        predicted = [p.label for p in in_batches(model.harmonize, [e.text for e in examples], desc)]
+        return metrics.harmonization_metrics([e.answer for e in examples], predicted)["accuracy"]
+
+    if held_out.get("harmonize"):
+        result["harmonization_accuracy"] = harmonized(held_out["harmonize"], f"{who}: harmonize")
+    if corrected:
+        result["corrections_accuracy"] = harmonized(corrected, f"{who}: corrections")
+    if held_out.get("label"):
+        examples = held_out["label"]
+        predicted = in_batches(model.label, [e.text for e in examples], f"{who}: label")
+        result["labeling_macro_f1"] = metrics.labeling_metrics([e.answer for e in examples], predicted)["macro_f1"]
+    if held_out.get("impression"):
+        examples = held_out["impression"]
+        written = in_batches(model.impression, [e.text for e in examples], f"{who}: impression")
+        rouge_l = metrics.rouge_per_report([e.answer for e in examples], written)["rougeL"]
+        result["impression_rouge_l"] = statistics.fmean(rouge_l)
+    return result
