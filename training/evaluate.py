@@ -148,11 +148,13 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
     if data.series:
         descriptions = [e.text for e in data.series]
         gold = [e.answer for e in data.series]
-        model = [p.label for p in _timed(engine.harmonize, descriptions, "harmonize", seconds)]
+        answers = _timed(engine.harmonize, descriptions, "harmonize", seconds)
+        model = [p.label for p in answers]
         rules = [p.label for p in harmonizer.harmonize(descriptions)]
         figures["harmonization"] = {
             "n": len(gold),
             "model": metrics.harmonization_metrics(gold, model),
+            "model_calibration": metrics.calibration([p.confidence for p in answers], [m == g for m, g in zip(model, gold)]),
             "rules": metrics.harmonization_metrics(gold, rules),
             "rules_version": harmonizer.version,
             "mcnemar_model_vs_rules": metrics.mcnemar(
@@ -160,8 +162,8 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
             ),
         }
         predictions += [
-            {"task": "harmonize", "description": d, "gold": g, "model": m, "rules": r}
-            for d, g, m, r in zip(descriptions, gold, model, rules)
+            {"task": "harmonize", "description": d, "gold": g, "model": m, "confidence": round(p.confidence, 4), "rules": r}
+            for d, g, m, p, r in zip(descriptions, gold, model, answers, rules)
         ]
 
     # Impressions against the reports' own.
@@ -315,6 +317,14 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
                         [[c, h["model"]["per_class"][c]["support"], _f(h["model"]["per_class"][c]["f1"]),
                           _f(h["rules"]["per_class"][c]["f1"])] for c in SERIES_LABELS])
         lines += ["", "![confusion matrices](harmonization_confusion.png)", ""]
+        calibration = h["model_calibration"]
+        sure = calibration["at_least_0.9"]
+        lines += ["Calibration of the model's confidence (reliability table): does a confidence mean what it says?", ""]
+        lines += _table(["confidence", "answers", "mean confidence", "accuracy"],
+                        [[f"{b['low']:.2f}-{b['high']:.2f}", b["n"], _f(b["confidence"]), _f(b["accuracy"])]
+                         for b in calibration["bins"]])
+        lines += ["", f"Expected calibration error {calibration['ece']:.3f}. Answered with confidence >= 0.9: "
+                  f"{sure['n']}, of which {_f(sure['accuracy']) if sure['n'] else '-'} right.", ""]
 
     if "impression" in figures:
         i = figures["impression"]

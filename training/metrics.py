@@ -22,6 +22,8 @@ from slm.tasks import FINDINGS, IMPRESSION_PREFIX, LABEL_KEYS, SERIES_LABELS
 YES = "Yes"
 # Below this many discordant pairs McNemar's chi-square is a poor approximation: use the exact binomial.
 EXACT_MCNEMAR_BELOW = 25
+# Reliability-table bins: wide where a 7-way softmax rarely answers, fine near the top where it usually does.
+CALIBRATION_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,35 @@ def harmonization_metrics(gold: Sequence[str], predicted: Sequence[str], classes
         "per_class": {c: asdict(s) for c, s in per_class.items()},
         "classes": list(classes),
         "confusion": confusion.tolist(),
+    }
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool], edges: Sequence[float] = CALIBRATION_EDGES) -> dict:
+    """Does a confidence mean what it says? The reliability table and the expected calibration error.
+
+    Answers fall in bins by confidence (a bin holds edges[i] <= c < edges[i+1], the last one includes 1.0);
+    each bin's accuracy is set against its mean confidence. ECE is the answers-weighted mean of
+    |accuracy - confidence| over the bins. `at_least_0.9` is the accuracy of the answers given with
+    confidence >= 0.9, the figure `mappings --below 0.9` relies on.
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences but {len(correct)} answers")
+    c, ok = np.asarray(confidences, float), np.asarray(correct, bool)
+    bins, ece = [], 0.0
+    for i, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (c >= low) & ((c < high) if i < len(edges) - 2 else (c <= high))
+        n = int(inside.sum())
+        if not n:
+            continue
+        accuracy, confidence = float(ok[inside].mean()), float(c[inside].mean())
+        bins.append({"low": low, "high": high, "n": n, "accuracy": accuracy, "confidence": confidence})
+        ece += n / len(c) * abs(accuracy - confidence)
+    sure = c >= 0.9
+    return {
+        "n": len(c),
+        "ece": ece,
+        "bins": bins,
+        "at_least_0.9": {"n": int(sure.sum()), "accuracy": float(ok[sure].mean()) if sure.any() else None},
     }
 
 
