@@ -42,7 +42,8 @@ import pynetdicom
 import yaml
 
 from dicom_node.dicom.sender import send_files, wait_until_answering
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
 
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement

@@ -8,7 +8,8 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
 from slm.harmonizer import Prediction
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"

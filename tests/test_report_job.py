@@ -24,7 +24,8 @@ from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.jobs.reports import ReportJob
 from dicom_node.jobs.scheduler import JOB_TABLE
 from dicom_node.dicom.sender import send_files
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
 from dicom_node.store.tables import Report, ReportResult, utcnow
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS

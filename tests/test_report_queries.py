@@ -12,7 +12,9 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli
 from dicom_node.jobs.reports import ReportJob
-from dicom_node.store.database import InstanceRecord, ReportRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
 from slm.tasks import FINDINGS, LABEL_KEYS, no_finding
 
 STUDY, ACCESSION = "1.2.826.0.1.3680043.8.498.7", "ACC-7"

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
-from dicom_node.store.database import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
+from dicom_node.dicom.header import InstanceRecord, MissingTag
+from dicom_node.store.database import SchemaError, Store, UnknownDescription
 from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"

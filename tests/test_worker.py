@@ -6,7 +6,8 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.store import mappings as queries
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
 from slm.harmonizer import Prediction
 

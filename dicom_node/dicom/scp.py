@@ -15,14 +15,10 @@ import logging
 import os
 import re
 import tempfile
-import zlib
 from enum import IntEnum
-from io import BytesIO
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -30,14 +26,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.config import Settings
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
-from dicom_node.store.database import InstanceRecord, MissingTag, Store
+from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
+from dicom_node.store.database import Store
 
 log = logging.getLogger(__name__)
 
-UNDEFINED_LENGTH = 0xFFFFFFFF
-# Transfer syntaxes whose whole dataset is deflated (PS3.5 A.5, A.7): Deflated Explicit VR Little
-# Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate. pydicom knows only the first.
-DEFLATED_DATASET = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
 # A file being written in "files" mode, until its rename; one left behind was never acknowledged.
 PARTIAL_PREFIX, PARTIAL_SUFFIX = ".incoming-", ".tmp"
 
@@ -60,35 +53,6 @@ class RejectReason(IntEnum):
 
     NO_REASON_GIVEN = 0x01
     CALLING_AE_NOT_RECOGNIZED = 0x03
-
-
-class Unreadable(ValueError):
-    """The encoded dataset is not a whole DICOM dataset."""
-
-
-def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
-    """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated.
-
-    pydicom reads a short last element without complaint, so its length is checked against what
-    arrived. Values are decoded lazily, only when the store reads a tag.
-    """
-    syntax = UID(transfer_syntax)
-    data = encoded.getvalue()
-    if syntax in DEFLATED_DATASET:
-        try:
-            data = zlib.decompress(data, -zlib.MAX_WBITS)
-        except zlib.error:
-            raise Unreadable("the deflated dataset does not inflate") from None
-    header = read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
-    if data and not len(header):
-        raise Unreadable("no element could be read")
-    if len(header):
-        # Only the last element can be short: reading stops where the data ends.
-        last = header.get_item(next(reversed(header.keys())))
-        length = getattr(last, "length", UNDEFINED_LENGTH)
-        if length != UNDEFINED_LENGTH and len(last.value or b"") < length:
-            raise Unreadable(f"truncated in element {last.tag}")
-    return header
 
 
 def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:

@@ -25,8 +25,9 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from tqdm import tqdm
 
+from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.store.database import Store
 from slm.tasks import REPORT_SECTIONS
 
 SUFFIXES = {".txt": "text", ".csv": "csv", ".hl7": "hl7", ".oru": "hl7"}

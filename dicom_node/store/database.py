@@ -19,20 +19,16 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Iterator
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.multival import MultiValue
-from pydicom.values import convert_value
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
+from dicom_node.dicom.header import InstanceRecord, MissingTag
+from dicom_node.reports.record import ReportRecord
 from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
 from dicom_node.store.tables import (
     Base,
@@ -49,151 +45,12 @@ from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 
 
-class MissingTag(ValueError):
-    """A dataset lacks a UID the store cannot do without."""
-
-
 class StoreError(Exception):
     """The store cannot be used as asked (a clear message for the CLI; see also SchemaError)."""
 
 
 class UnknownDescription(StoreError):
     """No stored description matches what a person typed."""
-
-
-# ---- the tags we keep -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    sop_instance_uid: str
-    sop_class_uid: str | None
-    study_uid: str
-    series_uid: str
-    modality: str | None
-    series_description: str | None
-    protocol_name: str | None
-    manufacturer: str | None
-    model_name: str | None
-    body_part: str | None
-    series_number: int | None
-    accession_number: str | None
-    study_date: str | None
-    series_date: str | None
-    transfer_syntax: str | None
-    patient_id: str | None = None
-    patient_name: str | None = None
-    file_path: str | None = None
-
-    @classmethod
-    def from_dataset(
-        cls, ds, transfer_syntax: str, keep_patient_identifiers: bool = False, file_path: str | None = None
-    ) -> "InstanceRecord":
-        """The tags of one received dataset; odd, empty or undecodable values become None."""
-        header = _Header(ds)
-        uids = {}
-        for field, keyword in (
-            ("sop_instance_uid", "SOPInstanceUID"),
-            ("study_uid", "StudyInstanceUID"),
-            ("series_uid", "SeriesInstanceUID"),
-        ):
-            uids[field] = header.text(keyword)
-            if uids[field] is None:
-                raise MissingTag(f"the dataset has no {keyword}")
-        return cls(
-            **uids,
-            sop_class_uid=header.text("SOPClassUID"),
-            modality=header.text("Modality"),
-            series_description=header.text("SeriesDescription"),
-            protocol_name=header.text("ProtocolName"),
-            manufacturer=header.text("Manufacturer"),
-            model_name=header.text("ManufacturerModelName"),
-            body_part=header.text("BodyPartExamined"),
-            series_number=header.integer("SeriesNumber"),
-            accession_number=header.text("AccessionNumber"),
-            study_date=header.text("StudyDate"),
-            series_date=header.text("SeriesDate"),
-            transfer_syntax=transfer_syntax or None,
-            patient_id=header.text("PatientID") if keep_patient_identifiers else None,
-            patient_name=header.text("PatientName") if keep_patient_identifiers else None,
-            file_path=file_path,
-        )
-
-
-# The header elements the store reads: tag and dictionary VR, looked up once.
-_ELEMENTS = {
-    keyword: (tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword)))
-    for keyword in (
-        "SpecificCharacterSet", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID",
-        "Modality", "SeriesDescription", "ProtocolName", "Manufacturer", "ManufacturerModelName",
-        "BodyPartExamined", "SeriesNumber", "AccessionNumber", "StudyDate", "SeriesDate", "PatientID", "PatientName",
-    )
-}
-
-
-class _Header:
-    """Values of a dataset's header, each converted from its raw bytes by pydicom's own converter.
-
-    Going through Dataset.get instead (keyword lookup, hooks, a new DataElement per access) was about
-    half of the C-STORE handler's CPU time. A value that cannot be decoded (bad character set, wrong
-    VR, truncated) counts as absent.
-    """
-
-    def __init__(self, ds):
-        self.ds = ds
-        self.encodings = None  # SpecificCharacterSet itself is in the default repertoire
-        try:
-            self.encodings = convert_encodings(self._value("SpecificCharacterSet"))
-        except Exception:  # an unknown character set: read what the default repertoire can
-            pass
-
-    def _value(self, keyword: str) -> Any:
-        tag, vr = _ELEMENTS[keyword]
-        try:
-            element = self.ds.get_item(tag)
-            if element is None:
-                return None
-            if isinstance(element, RawDataElement):
-                return convert_value(vr, element, self.encodings)
-            return element.value
-        except Exception:
-            return None
-
-    def text(self, keyword: str) -> str | None:
-        value = self._value(keyword)
-        if value is None:
-            return None
-        if isinstance(value, (list, tuple, MultiValue)):
-            value = "\\".join(str(part) for part in value)
-        text = str(value)
-        return text if text.strip("\0 ") else None
-
-    def integer(self, keyword: str) -> int | None:
-        try:
-            return int(str(self._value(keyword)).strip())
-        except (TypeError, ValueError):
-            return None
-
-
-@dataclass(frozen=True)
-class ReportRecord:
-    """One radiology report as it arrived: where from, which study, its text by section.
-
-    `report_key` makes a report that arrives twice (a resent SR, a re-imported file) one row:
-    "sr:<SOP Instance UID>" for DICOM SR; the importers build theirs from the message or file.
-    """
-
-    report_key: str
-    source: str  # sr | hl7 | csv | text
-    study_uid: str | None
-    accession_number: str | None
-    indication: str | None = None
-    comparison: str | None = None
-    findings: str | None = None
-    impression: str | None = None
-    report_date: str | None = None
-    patient_id: str | None = None  # None unless keep_patient_identifiers
-    patient_name: str | None = None
 
 
 # ---- connection -------------------------------------------------------------------------------
