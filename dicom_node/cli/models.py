@@ -28,6 +28,7 @@ def list_(settings, fmt) -> None:
     """List the registered versions, the active one marked, with their held-out figures."""
     from dicom_node.store import exchange
     from dicom_node.models import registry
+    from dicom_node.store.times import iso
 
     found = registry.versions(open_store(settings))
     if not found and fmt == "table":
@@ -44,8 +45,8 @@ def list_(settings, fmt) -> None:
             "note": v.note,
             "path": v.path,
             "adapter": v.adapter,
-            "created_at": exchange.iso(v.created_at),
-            "promoted_at": exchange.iso(v.promoted_at),
+            "created_at": iso(v.created_at),
+            "promoted_at": iso(v.promoted_at),
             "metrics": v.metrics if fmt == "json" else json.dumps(v.metrics),
         }
         for v in found

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Iterator
 
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
@@ -41,6 +41,7 @@ from dicom_node.store.tables import (
     description_hash,
     utcnow,
 )
+from dicom_node.store.times import retry_wait
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 
@@ -127,11 +128,6 @@ class DriverInsert:
 
 
 INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
-
-
-def retry_wait(failed_before: int, retry_seconds: float, max_retry_seconds: float) -> timedelta:
-    """How long work that failed once more waits: retry_seconds, doubled at each earlier failure, capped."""
-    return timedelta(seconds=min(retry_seconds * 2**failed_before, max_retry_seconds))
 
 
 def _mapped(label, confidence, model_version, mapped_at) -> dict:

@@ -12,12 +12,13 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import Store
+from dicom_node.store.times import iso, parse_time
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 
@@ -28,18 +29,6 @@ TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep eve
 
 class ExchangeError(ValueError):
     """A file that cannot be imported as it is; the message names the file and the row."""
-
-
-def iso(moment: datetime | None) -> str | None:
-    """Times in the store are naive UTC; files say so explicitly."""
-    return moment.replace(tzinfo=timezone.utc).isoformat() if moment else None
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
 
 
 def mapping_rows(mappings: Iterable[queries.Mapping]) -> list[dict]:
