@@ -25,7 +25,8 @@ from typing import Sequence
 
 from dicom_node.models import registry
 from dicom_node.config import GATE_FIGURES, Settings
-from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, format_rows
+from dicom_node.cli.output import format_rows
+from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows
 from dicom_node.store.database import Store
 from training import metrics
 from training.data import Example, corrections_examples, recipe_examples

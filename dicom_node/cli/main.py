@@ -157,6 +157,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     The label is the latest correction's, else the model's; `slmnode correct` with the model's own
     label marks a mapping as reviewed. json and csv give the fields of `slmnode export mappings`.
     """
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import exchange
     from dicom_node.store import mappings as queries
 
@@ -164,7 +165,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     found = queries.mappings(store.engine, label, below, search, since, unreviewed)
     columns = ("description", "label", "source", "confidence", "series_count", "first_seen")
     fields = columns if fmt == "table" else exchange.MAPPING_FIELDS
-    click.echo(exchange.format_rows(exchange.mapping_rows(found), fields, fmt), nl=False)
+    click.echo(format_rows(exchange.mapping_rows(found), fields, fmt), nl=False)
 
 
 @cli.command()
@@ -176,7 +177,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
     """Show the mapping of a study's series, or of one series."""
     from dataclasses import asdict
 
-    from dicom_node.store import exchange
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import mappings as queries
 
     if (study_uid is None) == (series_uid is None):
@@ -187,7 +188,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
         raise click.ClickException(f"no {'study' if study_uid else 'series'} {study_uid or series_uid} in the store")
     rows = [asdict(s) for s in found]
     columns = ("series_number", "modality", "description", "label", "source", "confidence", "instances", "series_uid")
-    click.echo(exchange.format_rows(rows, columns if fmt == "table" else rows[0].keys(), fmt), nl=False)
+    click.echo(format_rows(rows, columns if fmt == "table" else rows[0].keys(), fmt), nl=False)
 
 
 @cli.command()
@@ -221,6 +222,7 @@ def correct(settings, description, label, note, who) -> None:
 @click.pass_obj
 def export(settings, what, fmt, output) -> None:
     """Export every mapping or every correction, for scripts, training or another node."""
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import exchange
     from dicom_node.store import mappings as queries
 
@@ -229,7 +231,7 @@ def export(settings, what, fmt, output) -> None:
         rows, fields = exchange.mapping_rows(queries.mappings(store.engine)), exchange.MAPPING_FIELDS
     else:
         rows, fields = exchange.correction_rows(store), exchange.CORRECTION_FIELDS
-    output.write(exchange.format_rows(rows, fields, fmt))
+    output.write(format_rows(rows, fields, fmt))
 
 
 @cli.command("import")

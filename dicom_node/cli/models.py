@@ -26,7 +26,7 @@ def models() -> None:
 @click.pass_obj
 def list_(settings, fmt) -> None:
     """List the registered versions, the active one marked, with their held-out figures."""
-    from dicom_node.store import exchange
+    from dicom_node.cli.output import format_rows
     from dicom_node.models import registry
     from dicom_node.store.times import iso
 
@@ -56,7 +56,7 @@ def list_(settings, fmt) -> None:
         if fmt == "table"
         else ("version", "active", "path", "adapter", "created_at", "promoted_at", "note", "metrics")
     )
-    click.echo(exchange.format_rows(rows, columns, fmt), nl=False)
+    click.echo(format_rows(rows, columns, fmt), nl=False)
 
 
 SHORT_NAMES = {
@@ -119,7 +119,7 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
 
 
 def _retrain_report(result, settings) -> str:
-    from dicom_node.store.exchange import format_rows
+    from dicom_node.cli.output import format_rows
 
     rows = [
         {

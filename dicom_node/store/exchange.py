@@ -1,4 +1,5 @@
-"""Mappings and corrections in and out: tables for people, CSV and JSON for scripts and other nodes.
+"""Mappings and corrections in and out: the rows of the exports (cli/output.py writes them as a table for
+people, CSV or JSON for scripts and other nodes) and the import of those files.
 
 The export formats are the contract in notes/CONTRACTS.md (training reads the corrections export).
 Importing is idempotent: a correction already there (same description, label, who and time) or a
@@ -24,7 +25,6 @@ from slm.tasks import SERIES_LABELS
 
 MAPPING_FIELDS = ("description", "label", "confidence", "model_version", "mapped_at", "corrected", "series_count")
 CORRECTION_FIELDS = ("description", "label", "who", "note", "created_at")
-TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep everything
 
 
 class ExchangeError(ValueError):
@@ -53,44 +53,6 @@ def _source(m: queries.Mapping) -> str:
 
 def correction_rows(store: Store) -> list[dict]:
     return [{**asdict(c), "created_at": iso(c.created_at)} for c in queries.corrections(store.engine)]
-
-
-# ---- writing ----------------------------------------------------------------------------------
-
-
-def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
-    """Rows as an aligned text table, a JSON array or CSV with a header line."""
-    columns = list(columns)
-    if fmt == "json":
-        return json.dumps([{c: row[c] for c in columns} for row in rows], ensure_ascii=False, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({c: _csv_cell(row[c]) for c in columns} for row in rows)
-        return out.getvalue()
-    return _table(rows, columns)
-
-
-def _csv_cell(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        text = " ".join(str(value).split()) if isinstance(value, str) else str(value)
-        return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
-
-    cells = [[cell(row[c]) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-    lines = [columns, ["-" * w for w in widths], *cells]
-    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
 
 
 # ---- reading ----------------------------------------------------------------------------------
