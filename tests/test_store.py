@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
 from dicom_node.dicom.header import InstanceRecord, MissingTag
-from dicom_node.store.database import SchemaError, Store, UnknownDescription
+from dicom_node.store.corrections import UnknownDescription, correct
+from dicom_node.store.database import SchemaError, Store
 from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
@@ -214,7 +215,7 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
     store.save_predictions(["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
     assert queries.series_mappings(store.engine, series_uid="9.1")[0].label == "T2"
 
-    store.correct("AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
+    correct(store, "AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
     store.record_instance(record("1.2", series="9.2", description="AX FLAIR"))
     views = queries.series_mappings(store.engine, study_uid="1.2.3")
     assert [(v.series_uid, v.label, v.source) for v in views] == [
@@ -222,7 +223,7 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
         ("9.2", "FLAIR", "corrected"),
     ]
 
-    store.correct(" AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
+    correct(store, " AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
     assert queries.series_mappings(store.engine, series_uid="9.2")[0].label == "T2"
     store.save_predictions(["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
     mapping = queries.mappings(store.engine)[0]
@@ -233,9 +234,9 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
 def test_correct_refuses_unknown_descriptions_and_labels(store):
     store.record_instance(record("1.1", description="T2 TSE"))
     with pytest.raises(UnknownDescription, match="T3 TSE"):
-        store.correct("T3 TSE", "T2", who="me")
+        correct(store, "T3 TSE", "T2", who="me")
     with pytest.raises(ValueError, match="not one of"):
-        store.correct("T2 TSE", "PD", who="me")
+        correct(store, "T2 TSE", "PD", who="me")
     assert queries.corrections(store.engine) == []
 
 
@@ -251,7 +252,7 @@ def test_mapping_filters(store):
         store.record_instance(record(f"1.{i}", series=f"9.{i}", description=text_))
         store.save_predictions([text_], [Prediction(label, confidence, "test-1")])
     store.record_instance(record("1.9", series="9.9", description="queued one"))
-    store.correct("t2_tse", "FLAIR", who="me")
+    correct(store, "t2_tse", "FLAIR", who="me")
 
     def texts(**filters):
         return [m.description for m in queries.mappings(store.engine, **filters)]

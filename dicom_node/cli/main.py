@@ -205,12 +205,12 @@ def correct(settings, description, label, note, who) -> None:
     The correction wins over the model from now on, also for series stored before it. Repeating
     the model's label marks the mapping as reviewed.
     """
-    from dicom_node.store.database import UnknownDescription
+    from dicom_node.store import corrections
 
     store = open_store(settings)
     try:
-        store.correct(description, label, who=who, note=note)
-    except UnknownDescription as exc:
+        corrections.correct(store, description, label, who=who, note=note)
+    except corrections.UnknownDescription as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{description.strip()!r} is now {label}")
 

@@ -32,7 +32,6 @@ from dicom_node.reports.record import ReportRecord
 from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
 from dicom_node.store.tables import (
     Base,
-    Correction,
     Description,
     Instance,
     Report,
@@ -43,15 +42,10 @@ from dicom_node.store.tables import (
 )
 from dicom_node.store.times import retry_wait
 from slm.harmonizer import Prediction
-from slm.tasks import SERIES_LABELS
 
 
 class StoreError(Exception):
     """The store cannot be used as asked (a clear message for the CLI; see also SchemaError)."""
-
-
-class UnknownDescription(StoreError):
-    """No stored description matches what a person typed."""
 
 
 # ---- connection -------------------------------------------------------------------------------
@@ -367,6 +361,14 @@ class Store:
             )
         return description_id
 
+    def description_id(self, conn: Connection, text: str) -> int:
+        """The id of the description row of `text`, queueing it when new: a correction or an imported
+        mapping may name a description no series has brought yet."""
+        description_id = self._ensure_description(conn, text, learned=[])
+        if description_id is None:
+            raise ValueError("a blank series description cannot be mapped")
+        return description_id
+
     def _insert_or_find(self, conn: Connection, model, row: dict, key: str, cache: _IdCache, learned: list) -> int:
         """The id of the row whose unique `key` column holds row[key], inserting `row` if there is none."""
         conn.execute(self._inserts[model], row)
@@ -442,62 +444,16 @@ class Store:
         with self.transaction() as conn:
             return conn.execute(query.values(values)).rowcount
 
-    # -- corrections
-
-    def find_description(self, text: str) -> str:
-        """The stored text a person meant: exact, else the only one equal to it without outer blanks."""
-        with self.engine.connect() as conn:
-            if conn.scalar(select(Description.id).where(Description.text_hash == description_hash(text))):
-                return text
-            matches = list(
-                conn.scalars(select(Description.text).where(func.trim(Description.text) == text.strip()).limit(2))
-            )
-        if len(matches) == 1:
-            return matches[0]
-        raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
-
-    def correct(self, description: str, label: str, who: str, note: str | None = None) -> None:
-        """A person's label for a description; from now on it wins over the model's."""
-        text = self.find_description(description)
-        self.add_correction(text, label, who, note, utcnow())
-
-    def add_correction(self, text: str, label: str, who: str, note: str | None, created_at: datetime) -> bool:
-        """Record a correction unless the same one (text, label, who, time) is already there."""
-        if label not in SERIES_LABELS:
-            raise ValueError(f"label {label!r} is not one of {', '.join(SERIES_LABELS)}")
-        with self.transaction() as conn:
-            description_id = self._description_id(conn, text)
-            same = select(Correction.id).where(
-                Correction.description_id == description_id,
-                Correction.label == label,
-                Correction.who == who,
-                Correction.created_at == created_at,
-            )
-            if conn.scalar(same) is not None:
-                return False
-            conn.execute(
-                insert(Correction).values(
-                    description_id=description_id, label=label, who=who, note=note, created_at=created_at
-                )
-            )
-            return True
-
     def add_mapping(self, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
         """Record a model mapping made elsewhere, unless this store already has one as recent."""
         with self.transaction() as conn:
-            description_id = self._description_id(conn, text)
+            description_id = self.description_id(conn, text)
             newer = update(Description).where(
                 Description.id == description_id,
                 (Description.mapped_at.is_(None)) | (Description.mapped_at < mapped_at),
             )
             values = _mapped(prediction.label, prediction.confidence, prediction.model_version, mapped_at)
             return conn.execute(newer.values(values)).rowcount == 1
-
-    def _description_id(self, conn: Connection, text: str) -> int:
-        description_id = self._ensure_description(conn, text, learned=[])
-        if description_id is None:
-            raise ValueError("a blank series description cannot be mapped")
-        return description_id
 
     # -- reports
 

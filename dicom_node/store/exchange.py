@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
+from dicom_node.store import corrections
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import Store
 from dicom_node.store.times import iso, parse_time
@@ -131,7 +132,7 @@ def _correction(row: dict) -> tuple:
 
 
 def _apply_correction(store: Store, item: tuple) -> str:
-    return "added" if store.add_correction(*item) else "unchanged"
+    return "added" if corrections.add_correction(store, *item) else "unchanged"
 
 
 def _mapping(row: dict) -> tuple | None:
