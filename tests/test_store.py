@@ -188,31 +188,31 @@ def test_two_stores_on_one_file_write_at_once(tmp_path):
 def test_queue_predictions_and_failures(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
     store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
-    assert store.queued_descriptions(10) == ["t1_mprage", "ep2d_diff"]
-    assert store.queued_descriptions(1) == ["t1_mprage"]
+    assert queries.queued_descriptions(store, 10) == ["t1_mprage", "ep2d_diff"]
+    assert queries.queued_descriptions(store, 1) == ["t1_mprage"]
 
-    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
+    queries.save_predictions(store, ["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
     # Waits of 0.5 s then 1 s, checked with margins that a loaded machine's stalls do not eat.
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.5)
-    assert store.queued_descriptions(10) == []  # waiting out its backoff
+    queries.record_failure(store, ["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.5)
+    assert queries.queued_descriptions(store, 10) == []  # waiting out its backoff
     time.sleep(0.55)
-    assert store.queued_descriptions(10) == ["ep2d_diff"]
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.5)
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]
+    queries.record_failure(store, ["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.5)
     time.sleep(0.55)
-    assert store.queued_descriptions(10) == []  # the second wait is twice as long
+    assert queries.queued_descriptions(store, 10) == []  # the second wait is twice as long
     time.sleep(0.5)
-    assert store.queued_descriptions(10) == ["ep2d_diff"]
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]
 
     by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert by_text["t1_mprage"].label == "T1" and by_text["t1_mprage"].status == "mapped"
     assert by_text["ep2d_diff"].status == "queued" and by_text["ep2d_diff"].attempts == 2
     with pytest.raises(ValueError):
-        store.save_predictions(["a", "b"], [Prediction("T1", 0.5, "test-1")])
+        queries.save_predictions(store, ["a", "b"], [Prediction("T1", 0.5, "test-1")])
 
 
 def test_latest_correction_wins_also_for_series_stored_before(store):
     store.record_instance(record("1.1", series="9.1", description="AX FLAIR"))
-    store.save_predictions(["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
+    queries.save_predictions(store, ["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
     assert queries.series_mappings(store.engine, series_uid="9.1")[0].label == "T2"
 
     correct(store, "AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
@@ -225,7 +225,7 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
 
     correct(store, " AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
     assert queries.series_mappings(store.engine, series_uid="9.2")[0].label == "T2"
-    store.save_predictions(["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
+    queries.save_predictions(store, ["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
     mapping = queries.mappings(store.engine)[0]
     assert (mapping.label, mapping.model_label, mapping.corrected, mapping.series_count) == ("T2", "T1", True, 2)
     assert [c.who for c in queries.corrections(store.engine)] == ["dr. a", "dr. b"]
@@ -250,7 +250,7 @@ def test_mapping_filters(store):
         ]
     ):
         store.record_instance(record(f"1.{i}", series=f"9.{i}", description=text_))
-        store.save_predictions([text_], [Prediction(label, confidence, "test-1")])
+        queries.save_predictions(store, [text_], [Prediction(label, confidence, "test-1")])
     store.record_instance(record("1.9", series="9.9", description="queued one"))
     correct(store, "t2_tse", "FLAIR", who="me")
 
@@ -302,7 +302,7 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
         True,
         2,
     )
-    assert store.queued_descriptions(10) == ["ep2d_diff"]  # an upgraded queue is due at once
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]  # an upgraded queue is due at once
     assert store.record_instance(record("1.2.826.0.1.3680043.8.498.11")) is False  # v1 rows still count
     assert store.record_instance(
         record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1")
@@ -328,8 +328,8 @@ def test_a_database_that_is_not_a_store_is_refused(tmp_path):
 
 def test_a_new_description_is_mapped_before_re_harmonized_ones(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
-    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
-    assert store.requeue_descriptions(except_version="new-2") == 1
+    queries.save_predictions(store, ["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
+    assert queries.requeue_descriptions(store, except_version="new-2") == 1
     store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
-    assert store.queued_descriptions(10) == ["ep2d_diff", "t1_mprage"]
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff", "t1_mprage"]
     assert next(m for m in queries.mappings(store.engine) if m.description == "t1_mprage").label == "T1"  # meanwhile

@@ -105,7 +105,7 @@ def test_one_description_that_breaks_the_model_does_not_hold_back_the_others(url
     worker = HarmonizationWorker(store, BrokenHarmonizer(poison="POISON"), retry_seconds=60)
     assert worker.run_once() == 4
     assert labels(store) == {"t1_se": "T1", "t2_tse": "T2", "POISON": None, "AX FLAIR": "FLAIR", "adc map": "ADC"}
-    assert store.queued_descriptions(10) == []  # POISON waits out its backoff
+    assert queries.queued_descriptions(store, 10) == []  # POISON waits out its backoff
     assert store.count_queued() == 1
 
 

@@ -210,12 +210,13 @@ def reharmonize(settings, everything) -> None:
     labels. People's corrections still win over whatever the model says.
     """
     from dicom_node.models import registry
+    from dicom_node.store import mappings
 
     store = open_store(settings)
     try:
         version = registry.running_version(settings, store)
     except registry.RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    queued = store.requeue_descriptions(None if everything else version)
+    queued = mappings.requeue_descriptions(store, None if everything else version)
     which = "every mapped description" if everything else f"descriptions mapped by another version than {version}"
     click.echo(f"{queued} queued again ({which}); the running node's worker maps them with {version}")

@@ -13,6 +13,7 @@ import logging
 import threading
 
 from dicom_node.jobs.retry import run_in_halves
+from dicom_node.store import mappings
 from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
 
@@ -40,13 +41,13 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = self.store.queued_descriptions(self.batch_size)
+        texts = mappings.queued_descriptions(self.store, self.batch_size)
         if not texts:
             return 0
         done, failures = run_in_halves(texts, self.harmonizer.harmonize)
         if done:
             mapped, predictions = zip(*done)
-            self.store.save_predictions(list(mapped), list(predictions))
+            mappings.save_predictions(self.store, list(mapped), list(predictions))
         if failures:
             # Counts and the error only: descriptions stay out of the log.
             log.warning(
@@ -57,7 +58,7 @@ class HarmonizationWorker:
                 _describe(failures[0][1]),
             )
             for text, exc in failures:
-                self.store.record_failure([text], _describe(exc), self.retry_seconds, self.max_retry_seconds)
+                mappings.record_failure(self.store, [text], _describe(exc), self.retry_seconds, self.max_retry_seconds)
         return len(done)
 
     def start(self) -> None:

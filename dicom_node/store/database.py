@@ -19,10 +19,9 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
@@ -40,8 +39,6 @@ from dicom_node.store.tables import (
     description_hash,
     utcnow,
 )
-from dicom_node.store.times import retry_wait
-from slm.harmonizer import Prediction
 
 
 class StoreError(Exception):
@@ -122,19 +119,6 @@ class DriverInsert:
 
 
 INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
-
-
-def _mapped(label, confidence, model_version, mapped_at) -> dict:
-    """The column values of a description once the model has mapped it."""
-    return {
-        "status": "mapped",
-        "label": label,
-        "confidence": confidence,
-        "model_version": model_version,
-        "mapped_at": mapped_at,
-        "last_error": None,
-        "next_attempt_at": None,
-    }
 
 
 class _IdCache:
@@ -375,85 +359,6 @@ class Store:
         row_id = conn.scalar(select(model.id).where(getattr(model, key) == row[key]))
         learned.append((cache, row[key], row_id))  # cached once the transaction commits
         return row_id
-
-    # -- the harmonization queue
-
-    def queued_descriptions(self, limit: int) -> list[str]:
-        """Queued texts never mapped first (a new series' description before a re-harmonized one), then
-        oldest first, leaving out those still waiting out a failure's backoff."""
-        due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
-        remapping = Description.model_version.is_not(None)
-        query = (
-            select(Description.text)
-            .where(Description.status == "queued", due)
-            .order_by(remapping, Description.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return list(conn.scalars(query))
-
-    def save_predictions(self, texts: list[str], predictions: list[Prediction]) -> None:
-        if len(texts) != len(predictions):
-            raise ValueError(f"{len(texts)} descriptions but {len(predictions)} predictions")
-        now = utcnow()
-        rows = [
-            {
-                "key": description_hash(text),
-                "label": p.label,
-                "confidence": p.confidence,
-                "model_version": p.model_version,
-                "mapped_at": now,
-            }
-            for text, p in zip(texts, predictions)
-        ]
-        update_by_hash = (
-            update(Description)
-            .where(Description.text_hash == bindparam("key"))
-            .values(_mapped(*map(bindparam, ("label", "confidence", "model_version", "mapped_at"))))
-        )
-        with self.transaction() as conn:
-            conn.execute(update_by_hash.execution_options(synchronize_session=False), rows)
-
-    def record_failure(
-        self, texts: list[str], error: str, retry_seconds: float = 30.0, max_retry_seconds: float = 3600.0
-    ) -> None:
-        """Count a failed attempt; each text stays queued and waits retry_seconds * 2**(attempts - 1)."""
-        now = utcnow()
-        keys = [description_hash(text) for text in texts]
-        with self.transaction() as conn:
-            attempts = conn.execute(
-                select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
-            ).all()
-            for row_id, done in attempts:
-                wait = retry_wait(done, retry_seconds, max_retry_seconds)
-                conn.execute(
-                    update(Description)
-                    .where(Description.id == row_id)
-                    .values(attempts=done + 1, last_error=error, next_attempt_at=now + wait)
-                )
-
-    def requeue_descriptions(self, except_version: str | None = None) -> int:
-        """Queue mapped descriptions again, all or those mapped by another version than `except_version`;
-        how many. They keep their labels until the worker maps them anew."""
-        query = update(Description).where(Description.status == "mapped")
-        if except_version is not None:
-            query = query.where(
-                (Description.model_version.is_(None)) | (Description.model_version != except_version)
-            )
-        values = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
-        with self.transaction() as conn:
-            return conn.execute(query.values(values)).rowcount
-
-    def add_mapping(self, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
-        """Record a model mapping made elsewhere, unless this store already has one as recent."""
-        with self.transaction() as conn:
-            description_id = self.description_id(conn, text)
-            newer = update(Description).where(
-                Description.id == description_id,
-                (Description.mapped_at.is_(None)) | (Description.mapped_at < mapped_at),
-            )
-            values = _mapped(prediction.label, prediction.confidence, prediction.model_version, mapped_at)
-            return conn.execute(newer.values(values)).rowcount == 1
 
     # -- reports
 

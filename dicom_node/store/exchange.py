@@ -147,4 +147,4 @@ def _mapping(row: dict) -> tuple | None:
 def _apply_mapping(store: Store, item: tuple | None) -> str:
     if item is None:
         return "skipped"
-    return "added" if store.add_mapping(*item) else "unchanged"
+    return "added" if queries.add_mapping(store, *item) else "unchanged"
