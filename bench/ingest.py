@@ -44,6 +44,7 @@ import yaml
 from dicom_node.dicom.sender import send_files, wait_until_answering
 from dicom_node.reports.record import ReportRecord
 from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
@@ -130,8 +131,8 @@ def add_report_backlog(store_url: str, count: int) -> None:
     try:
         for n in range(count):
             text = " ".join(findings[(n + i) % len(findings)] for i in range(3))
-            store.record_report(ReportRecord(f"bench:{n}", "text", f"1.2.826.0.1.3680043.8.498.{n}", None,
-                                             indication="Cough.", findings=text))
+            record_report(store, ReportRecord(f"bench:{n}", "text", f"1.2.826.0.1.3680043.8.498.{n}", None,
+                                              indication="Cough.", findings=text))
     finally:
         store.close()
 

@@ -3,8 +3,8 @@
 Written like pynetdicom's storescp app: one AE, small handler functions bound to events, status codes
 with names. The C-STORE handler reads the encoded dataset as raw elements and decodes only the header
 tags the store asks for; pixel data, compressed or not, is never decoded. It answers Success only
-after Store.record_instance has committed the instance's row (and, for a text SR, Store.record_report
-the report it carries), so every acknowledged instance survives a crash; anything else gets a failure
+after Store.record_instance has committed the instance's row (and, for a text SR, record_report the
+report it carries), so every acknowledged instance survives a crash; anything else gets a failure
 status, a log line without patient identifiers, and the association goes on.
 """
 
@@ -25,6 +25,7 @@ from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _record_report(header: Dataset, store: Store, settings: Settings, where: str
     if report is None:
         log.warning("No report text in %s: stored as an instance only", where)
     else:
-        store.record_report(report)
+        record_report(store, report)
 
 
 def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:

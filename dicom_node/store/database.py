@@ -13,7 +13,6 @@ The harmonization queue and people's corrections are written here too; reading i
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
@@ -26,14 +25,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
-from dicom_node.dicom.header import InstanceRecord, MissingTag
-from dicom_node.reports.record import ReportRecord
+from dicom_node.dicom.header import InstanceRecord
 from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
 from dicom_node.store.tables import (
     Base,
     Description,
     Instance,
-    Report,
     Series,
     Study,
     description_hash,
@@ -180,7 +177,7 @@ class Store:
         self._description_ids = _IdCache()
         self._instance_insert = DriverInsert(self.engine, Instance.__table__, INSTANCE_COLUMNS)
         self._inserts = {
-            model: insert_ignore(self.engine, model.__table__) for model in (Study, Series, Description, Report)
+            model: insert_ignore(self.engine, model.__table__) for model in (Study, Series, Description)
         }
         # The group commit: record_instance calls wait in _waiting for the writer thread, started at
         # the first call; None in the queue tells the writer to finish.
@@ -359,20 +356,6 @@ class Store:
         row_id = conn.scalar(select(model.id).where(getattr(model, key) == row[key]))
         learned.append((cache, row[key], row_id))  # cached once the transaction commits
         return row_id
-
-    # -- reports
-
-    def record_report(self, report: ReportRecord) -> bool:
-        """Store one report, committed before returning; False when its report_key was already stored."""
-        if not report.study_uid and not report.accession_number:
-            raise MissingTag("a report needs a Study Instance UID or an Accession Number to link it to its study")
-        row = {
-            **dataclasses.asdict(report),
-            "received_at": utcnow(),
-            "attempts": 0,
-        }
-        with self.transaction() as conn:
-            return conn.execute(self._inserts[Report], row).rowcount == 1
 
     # -- counts, for tests and the benchmark
 
