@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from dicom_factory import mr_instance, sr_instance, write_files
 from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
+from store_counts import count_instances
 from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
@@ -320,7 +321,7 @@ def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
         sender.join(TIMEOUT * 3)
         assert engine.labeled == []  # nothing while the instances came in
         assert wait_for(lambda: len(results(node.store)) == 6)
-        assert node.store.count_instances() == 40
+        assert count_instances(node.store) == 40
 
 
 def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog):

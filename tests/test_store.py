@@ -21,6 +21,7 @@ from dicom_node.store import mappings as queries
 from dicom_node.dicom.header import InstanceRecord, MissingTag
 from dicom_node.store.corrections import UnknownDescription, correct
 from dicom_node.store.database import SchemaError, Store
+from store_counts import count_instances, count_queued, count_series, count_studies
 from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
@@ -102,10 +103,10 @@ def test_record_instance_is_idempotent_and_queues_new_descriptions(store):
     assert store.record_instance(record("1.3", series="1.2.3.200", description="ep2d_diff")) is True
     assert store.record_instance(record("1.4", series="1.2.3.300", description="T1 MPRAGE SAG")) is True
     assert store.record_instance(record("1.5", series="1.2.3.400", description="   ")) is True
-    assert store.count_instances() == 5
-    assert store.count_series() == 4
-    assert store.count_studies() == 1
-    assert store.count_queued() == 2  # blank descriptions are not queued; repeats are queued once
+    assert count_instances(store) == 5
+    assert count_series(store) == 4
+    assert count_studies(store) == 1
+    assert count_queued(store) == 2  # blank descriptions are not queued; repeats are queued once
 
 
 def test_patient_identifiers_are_stored_only_when_allowed(store):
@@ -123,7 +124,7 @@ def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
     with pytest.raises(IntegrityError) as failure:
         store.record_instance(broken)
     assert "Doe^Test" not in str(failure.value) and kept.patient_id not in str(failure.value)
-    assert store.count_studies() == 0  # the whole transaction rolled back
+    assert count_studies(store) == 0  # the whole transaction rolled back
     assert store.record_instance(kept) is True  # and nothing half-cached got in the way
 
 
@@ -134,7 +135,7 @@ def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
     second = Store(url)  # as after a restart: nothing cached
     assert second.record_instance(record("1.1")) is False
     assert second.record_instance(record("1.2")) is True
-    assert first.count_instances() == second.count_instances() == 2
+    assert count_instances(first) == count_instances(second) == 2
 
 
 def test_sqlite_store_is_in_wal_mode_with_full_sync(store):
@@ -167,9 +168,9 @@ def test_eight_threads_at_once_all_stored(store):
             assert store.record_instance(record(f"2.{k}.{i}", series=f"2.{k}", study=f"2.{k % 3}"))
 
     assert at_once(8, sender) == []
-    assert store.count_instances() == 320
-    assert store.count_series() == 8
-    assert store.count_studies() == 3
+    assert count_instances(store) == 320
+    assert count_series(store) == 8
+    assert count_studies(store) == 3
 
 
 def test_two_stores_on_one_file_write_at_once(tmp_path):
@@ -182,7 +183,7 @@ def test_two_stores_on_one_file_write_at_once(tmp_path):
             stores[k % 2].record_instance(record(f"3.{k}.{i}", series=f"3.{k}"))
 
     assert at_once(4, sender) == []
-    assert stores[0].count_instances() == 200
+    assert count_instances(stores[0]) == 200
 
 
 def test_queue_predictions_and_failures(store):
@@ -294,7 +295,7 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
     fresh = f"sqlite:///{tmp_path / 'new.sqlite'}"
     Store(fresh).close()
     assert schema(url) == schema(fresh)
-    assert (store.count_studies(), store.count_series(), store.count_instances()) == (1, 2, 3)
+    assert (count_studies(store), count_series(store), count_instances(store)) == (1, 2, 3)
     by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert (by_text["t1_mprage_sag"].label, by_text["t1_mprage_sag"].series_count) == ("T1", 1)
     assert (by_text["ep2d_diff"].label, by_text["ep2d_diff"].corrected, by_text["ep2d_diff"].attempts) == (

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
@@ -356,22 +356,3 @@ class Store:
         row_id = conn.scalar(select(model.id).where(getattr(model, key) == row[key]))
         learned.append((cache, row[key], row_id))  # cached once the transaction commits
         return row_id
-
-    # -- counts, for tests and the benchmark
-
-    def _count(self, model) -> int:
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).select_from(model))
-
-    def count_instances(self) -> int:
-        return self._count(Instance)
-
-    def count_series(self) -> int:
-        return self._count(Series)
-
-    def count_studies(self) -> int:
-        return self._count(Study)
-
-    def count_queued(self) -> int:
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).where(Description.status == "queued"))
