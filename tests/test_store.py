@@ -20,7 +20,8 @@ from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
 from dicom_node.dicom.header import InstanceRecord, MissingTag
 from dicom_node.store.corrections import UnknownDescription, correct
-from dicom_node.store.database import SchemaError, Store
+from dicom_node.store.database import Store
+from dicom_node.store.migrations import SchemaError
 from store_counts import count_instances, count_queued, count_series, count_studies
 from slm.harmonizer import Prediction
 

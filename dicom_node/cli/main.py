@@ -263,7 +263,8 @@ def serve(settings) -> None:
     mode, store URL and harmonizer. The first log line says what the node is running with.
     """
     from dicom_node.node import serve as run_node
-    from dicom_node.store.database import SchemaError, StoreError
+    from dicom_node.store.database import StoreError
+    from dicom_node.store.migrations import SchemaError
 
     expected = (ConfigError, SchemaError, StoreError)
     if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without

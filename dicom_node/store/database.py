@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
 from dicom_node.dicom.header import InstanceRecord
-from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
+from dicom_node.store.migrations import upgrade
 from dicom_node.store.tables import (
     Base,
     Description,
