@@ -1,11 +1,12 @@
 """The DICOM service: a C-ECHO and C-STORE SCP that records every received instance in the store.
 
 Written like pynetdicom's storescp app: one AE, small handler functions bound to events, status codes
-with names. The C-STORE handler reads the encoded dataset as raw elements and decodes only the header
-tags the store asks for; pixel data, compressed or not, is never decoded. It answers Success only
-after Store.record_instance has committed the instance's row (and, for a text SR, record_report the
-report it carries), so every acknowledged instance survives a crash; anything else gets a failure
-status, a log line without patient identifiers, and the association goes on.
+with names. The C-STORE handler reads the dataset's header (header.py decodes only the tags the store
+keeps; pixel data, compressed or not, is never decoded), writes the file in "files" mode (files.py),
+and answers Success only after Store.record_instance has committed the instance's row (and, for a
+text SR, record_report the report it carries), so every acknowledged instance survives a crash;
+anything else gets a failure status, a log line without patient identifiers, and the association
+goes on.
 """
 
 from __future__ import annotations
@@ -20,22 +21,17 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
-from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
-from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
+from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
+from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
 
 log = logging.getLogger(__name__)
 
-class StoreStatus(IntEnum):
-    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
 
-    SUCCESS = 0x0000
-    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
-    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
-    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
+# ---- who may associate ------------------------------------------------------------------------
 
 
 REJECTED_PERMANENT = 0x01
@@ -49,14 +45,32 @@ class RejectReason(IntEnum):
     CALLING_AE_NOT_RECOGNIZED = 0x03
 
 
-def _loggable(exc: Exception) -> str:
-    """Why something failed, without values from the dataset (they may identify the patient)."""
-    if isinstance(exc, (Unreadable, MissingTag)):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    # SQLAlchemy errors carry the statement's parameters; the driver's message does not.
-    return str(getattr(exc, "orig", None) or type(exc).__name__)
+def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+    calling_ae = event.assoc.requestor.primitive.calling_ae_title
+    address = event.assoc.requestor.address
+    if allowed_aes and calling_ae not in allowed_aes:
+        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+    elif allowed_addresses and address not in allowed_addresses:
+        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+    else:
+        return
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
+    # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
+    event.assoc.kill()
+
+
+# ---- C-STORE: header, record, file, commit, status --------------------------------------------
+
+
+class StoreStatus(IntEnum):
+    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
+
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
+    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
+    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
 
 
 def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
@@ -100,20 +114,17 @@ def _record_report(header: Dataset, store: Store, settings: Settings, where: str
         record_report(store, report)
 
 
-def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
-    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
-    calling_ae = event.assoc.requestor.primitive.calling_ae_title
-    address = event.assoc.requestor.address
-    if allowed_aes and calling_ae not in allowed_aes:
-        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
-    elif allowed_addresses and address not in allowed_addresses:
-        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
-    else:
-        return
-    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
-    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
-    # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
-    event.assoc.kill()
+def _loggable(exc: Exception) -> str:
+    """Why something failed, without values from the dataset (they may identify the patient)."""
+    if isinstance(exc, (Unreadable, MissingTag)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    # SQLAlchemy errors carry the statement's parameters; the driver's message does not.
+    return str(getattr(exc, "orig", None) or type(exc).__name__)
+
+
+# ---- serving ----------------------------------------------------------------------------------
 
 
 def make_ae(settings: Settings) -> AE:

@@ -1,4 +1,4 @@
-"""The mapping store: the node's memory of what it received and what each description means.
+"""The store: opening the node's database, and the C-STORE write path of studies, series and instances.
 
 `record_instance` is the C-STORE hot path, and its cost is the commit: with synchronous=FULL every
 commit waits for an fsync of the write-ahead log (about 2 ms on a virtual disk), far more than the
@@ -7,8 +7,12 @@ and waits; the writer takes every record waiting at that moment into one transac
 and wakes them all. One association still pays one fsync per instance, but eight share one, and no
 call returns before its own row is committed. Usually a record is a single INSERT: the ids of studies,
 series and descriptions already seen are cached in memory (rows are never deleted, and ids are cached
-only after their transaction committed, so a cached id is always valid).
-The harmonization queue and people's corrections are written here too; reading is in queries.py.
+only after their transaction committed, so a cached id is always valid). A new description is
+inserted here too, queued, in the transaction of the instance that brought it.
+Every other table has one owner module that writes it through `Store.transaction`: descriptions'
+labels and the harmonization queue in mappings.py, corrections in corrections.py, reports in
+reports.py (their claims and results in jobs/reports.py), model versions and promotions in
+models/registry.py.
 """
 
 from __future__ import annotations
