@@ -42,11 +42,14 @@ import pynetdicom
 import yaml
 
 from dicom_node.dicom.sender import send_files, wait_until_answering
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' dicom_factory and store_counts serve the benchmark too
 
 
 # ---- receivers ----------------------------------------------------------------------------------
@@ -114,9 +117,11 @@ class Receiver:
         """Instances the node's store holds after a run (None for receivers without a store)."""
         if self.kind != "node":
             return None
+        from store_counts import count_instances
+
         store = Store(f"sqlite:///{workdir / 'node.sqlite'}")
         try:
-            return store.count_instances()
+            return count_instances(store)
         finally:
             store.close()
 
@@ -129,8 +134,8 @@ def add_report_backlog(store_url: str, count: int) -> None:
     try:
         for n in range(count):
             text = " ".join(findings[(n + i) % len(findings)] for i in range(3))
-            store.record_report(ReportRecord(f"bench:{n}", "text", f"1.2.826.0.1.3680043.8.498.{n}", None,
-                                             indication="Cough.", findings=text))
+            record_report(store, ReportRecord(f"bench:{n}", "text", f"1.2.826.0.1.3680043.8.498.{n}", None,
+                                              indication="Cough.", findings=text))
     finally:
         store.close()
 
@@ -184,7 +189,6 @@ def send_dcmtk(port: int, folders: list[list[Path]]) -> tuple[float, int, Counte
 
 def make_data(folder: Path, instances: int, rows: int) -> list[list[Path]]:
     """`instances` brain-MR images (studies of six series), split into PARALLEL folders."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from dicom_factory import brain_study, write_files
 
     per_study = 6 * 20

@@ -8,7 +8,9 @@ from dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.store import mappings
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
 from slm.harmonizer import Prediction
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -26,7 +28,7 @@ def fill(url: str) -> Store:
         instance = mr_instance(description, study_uid=STUDY, series_uid=series_uid, series_number=number)
         store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
         if label:
-            store.save_predictions([description], [Prediction(label, confidence, "rules-1")])
+            mappings.save_predictions(store, [description], [Prediction(label, confidence, "rules-1")])
     return store
 
 

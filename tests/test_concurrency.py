@@ -10,6 +10,7 @@ from pydicom.uid import generate_uid
 from dicom_factory import brain_study, mr_instance, write_files
 from dicom_node.dicom.sender import send_files
 from helpers_dicom import TIMEOUT, start_node, stored_instances
+from store_counts import count_queued, count_series
 
 SENDERS = 8
 
@@ -35,11 +36,11 @@ def test_eight_senders_at_once_store_every_instance(tmp_path):
                 )
             )
         stored = stored_instances(node)
-        series = node.store.count_series()
+        series = count_series(node.store)
         deadline = time.monotonic() + TIMEOUT
-        while node.store.count_queued() and time.monotonic() < deadline:
+        while count_queued(node.store) and time.monotonic() < deadline:
             time.sleep(0.1)
-        queued = node.store.count_queued()
+        queued = count_queued(node.store)
 
     assert [outcome.status for outcomes in results for outcome in outcomes] == [0x0000] * (SENDERS * 27)
     sent = {ds.SOPInstanceUID: ds.SeriesDescription for datasets, _ in batches for ds in datasets}

@@ -18,6 +18,7 @@ from dicom_factory import mr_instance, write_files
 from dicom_node.dicom.sender import send_files, wait_until_answering
 from dicom_node.store.database import Store
 from helpers_dicom import TIMEOUT, free_port, stored_instances
+from store_counts import count_queued
 
 INSTANCES, PER_SERIES = 1000, 10
 KILL_AFTER = 200  # acknowledged instances
@@ -91,11 +92,11 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
         row = stored[ds.SOPInstanceUID]
         assert row.description == ds.SeriesDescription
         assert pydicom.dcmread(row.file_path).SOPInstanceUID == ds.SOPInstanceUID
-    assert store.count_queued() > 0  # the first worker never ran: queued work must survive the crash
+    assert count_queued(store) > 0  # the first worker never ran: queued work must survive the crash
 
     node = start_serving(write_config(tmp_path / "node.yaml", port, tmp_path, poll_seconds=0.2), port)
     try:
-        assert wait_for(lambda: store.count_queued() == 0, 60), "queued descriptions were not mapped"
+        assert wait_for(lambda: count_queued(store) == 0, 60), "queued descriptions were not mapped"
     finally:
         store.close()
         node.terminate()  # SIGTERM: a clean stop

@@ -13,6 +13,7 @@ from dicom_node.store import mappings as queries
 from dicom_node.models import registry
 from dicom_node.node import Node
 from helpers_dicom import TIMEOUT, node_settings
+from store_counts import count_instances
 from slm.engine import load_engine
 from tests.tiny_model import save_tiny_model
 
@@ -71,7 +72,7 @@ def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp
         association.release()
 
         assert statuses == [0x0000] * len(sent)
-        assert node.store.count_instances() == len(sent)
+        assert count_instances(node.store) == len(sent)
         wait_until(lambda: all(mapped_by(node.store).values()))
         versions = mapped_by(node.store)
         assert {versions[d] for d in early} == {v1.version}

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from dicom_factory import mr_instance, sr_instance, write_files
 from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
+from store_counts import count_instances
 from sqlalchemy import func, select, text
 from tiny_model import save_tiny_model
 
@@ -25,7 +26,9 @@ from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.jobs.reports import ReportJob
 from dicom_node.jobs.scheduler import JOB_TABLE
 from dicom_node.dicom.sender import send_files
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 from dicom_node.store.tables import Report, ReportResult, utcnow
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS
@@ -74,11 +77,12 @@ def add_reports(store: Store, count: int, start: int = 0) -> list[str]:
     keys = []
     for i in range(start, start + count):
         keys.append(f"text:report-{i}")
-        store.record_report(
+        record_report(
+            store,
             ReportRecord(
                 keys[-1], "text", f"1.2.826.0.1.3680043.8.498.{1000 + i}", None,
                 indication="Cough", findings=f"Case {i}: small left pleural effusion.",
-            )
+            ),
         )
     return keys
 
@@ -101,8 +105,8 @@ def url(tmp_path):
 def test_reports_get_labels_and_an_impression_with_the_model_version(url, tiny):
     store = Store(url)
     add_reports(store, 5)
-    store.record_report(ReportRecord("text:only-impression", "text", "1.2.3", None, impression="No acute disease."))
-    store.record_report(ReportRecord("text:empty", "text", "1.2.4", None))
+    record_report(store, ReportRecord("text:only-impression", "text", "1.2.3", None, impression="No acute disease."))
+    record_report(store, ReportRecord("text:empty", "text", "1.2.4", None))
     engine = CountingEngine(tiny)
     job = ReportJob(store, engine, ReportSettings(batch_size=2, queue_size=4))
 
@@ -185,7 +189,7 @@ def test_a_dead_runners_claims_expire(url, tiny):
 def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplog):
     store = Store(url)
     add_reports(store, 4)
-    store.record_report(ReportRecord("text:poison", "text", "1.2.9", None, findings="POISON pill."))
+    record_report(store, ReportRecord("text:poison", "text", "1.2.9", None, findings="POISON pill."))
     broken = CountingEngine(tiny, poison="POISON")
     job = ReportJob(store, broken, ReportSettings(batch_size=8, retry_seconds=0.4, max_retry_seconds=0.6))
 
@@ -318,7 +322,7 @@ def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
         sender.join(TIMEOUT * 3)
         assert engine.labeled == []  # nothing while the instances came in
         assert wait_for(lambda: len(results(node.store)) == 6)
-        assert node.store.count_instances() == 40
+        assert count_instances(node.store) == 40
 
 
 def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog):

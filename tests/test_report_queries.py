@@ -12,7 +12,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli
 from dicom_node.jobs.reports import ReportJob
-from dicom_node.store.database import InstanceRecord, ReportRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.reports.record import ReportRecord
+from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 from slm.tasks import FINDINGS, LABEL_KEYS, no_finding
 
 STUDY, ACCESSION = "1.2.826.0.1.3680043.8.498.7", "ACC-7"
@@ -57,9 +60,9 @@ def store_url(tmp_path):
                      report_date="2024-02-10"),
     ]
     for report in reports:
-        store.record_report(report)
+        record_report(store, report)
     ReportJob(store, KeywordReader()).run_until_done()
-    store.record_report(ReportRecord("text:4", "text", "9.9.9", None, findings="Fracture of the left rib."))
+    record_report(store, ReportRecord("text:4", "text", "9.9.9", None, findings="Fracture of the left rib."))
     store.close()
     return url
 

@@ -24,7 +24,8 @@ from dicom_node.models import choose
 from dicom_node.cli.main import cli
 from dicom_node.config import Settings, load_settings
 from dicom_node.node import Node
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
 from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples

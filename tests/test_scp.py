@@ -31,6 +31,7 @@ from dicom_factory import (
 from dicom_node.dicom.network import client_tls_context
 from dicom_node.dicom.sender import AssociationFailed, echo, open_association, send_files
 from helpers_dicom import TIMEOUT, start_node, stored_instances
+from store_counts import count_series, count_studies
 
 
 def statuses(outcomes):
@@ -45,8 +46,8 @@ def test_mr_study_with_ct_and_sr_is_stored(tmp_path):
         assert echo("127.0.0.1", node.port, timeout=TIMEOUT) == 0x0000
         assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000] * len(paths)
         stored = stored_instances(node)
-        assert node.store.count_studies() == 1
-        assert node.store.count_series() == 8
+        assert count_studies(node.store) == 1
+        assert count_series(node.store) == 8
     assert {uid: (row.description, row.modality) for uid, row in stored.items()} == {
         ds.SOPInstanceUID: (ds.SeriesDescription, ds.Modality) for ds in study + others
     }

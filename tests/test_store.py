@@ -18,7 +18,11 @@ from sqlalchemy.exc import IntegrityError
 
 from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
-from dicom_node.store.database import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
+from dicom_node.dicom.header import InstanceRecord, MissingTag
+from dicom_node.store.corrections import UnknownDescription, correct
+from dicom_node.store.database import Store
+from dicom_node.store.migrations import SchemaError
+from store_counts import count_instances, count_queued, count_series, count_studies
 from slm.harmonizer import Prediction
 
 STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
@@ -100,10 +104,10 @@ def test_record_instance_is_idempotent_and_queues_new_descriptions(store):
     assert store.record_instance(record("1.3", series="1.2.3.200", description="ep2d_diff")) is True
     assert store.record_instance(record("1.4", series="1.2.3.300", description="T1 MPRAGE SAG")) is True
     assert store.record_instance(record("1.5", series="1.2.3.400", description="   ")) is True
-    assert store.count_instances() == 5
-    assert store.count_series() == 4
-    assert store.count_studies() == 1
-    assert store.count_queued() == 2  # blank descriptions are not queued; repeats are queued once
+    assert count_instances(store) == 5
+    assert count_series(store) == 4
+    assert count_studies(store) == 1
+    assert count_queued(store) == 2  # blank descriptions are not queued; repeats are queued once
 
 
 def test_patient_identifiers_are_stored_only_when_allowed(store):
@@ -121,7 +125,7 @@ def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
     with pytest.raises(IntegrityError) as failure:
         store.record_instance(broken)
     assert "Doe^Test" not in str(failure.value) and kept.patient_id not in str(failure.value)
-    assert store.count_studies() == 0  # the whole transaction rolled back
+    assert count_studies(store) == 0  # the whole transaction rolled back
     assert store.record_instance(kept) is True  # and nothing half-cached got in the way
 
 
@@ -132,7 +136,7 @@ def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
     second = Store(url)  # as after a restart: nothing cached
     assert second.record_instance(record("1.1")) is False
     assert second.record_instance(record("1.2")) is True
-    assert first.count_instances() == second.count_instances() == 2
+    assert count_instances(first) == count_instances(second) == 2
 
 
 def test_sqlite_store_is_in_wal_mode_with_full_sync(store):
@@ -165,9 +169,9 @@ def test_eight_threads_at_once_all_stored(store):
             assert store.record_instance(record(f"2.{k}.{i}", series=f"2.{k}", study=f"2.{k % 3}"))
 
     assert at_once(8, sender) == []
-    assert store.count_instances() == 320
-    assert store.count_series() == 8
-    assert store.count_studies() == 3
+    assert count_instances(store) == 320
+    assert count_series(store) == 8
+    assert count_studies(store) == 3
 
 
 def test_two_stores_on_one_file_write_at_once(tmp_path):
@@ -180,40 +184,40 @@ def test_two_stores_on_one_file_write_at_once(tmp_path):
             stores[k % 2].record_instance(record(f"3.{k}.{i}", series=f"3.{k}"))
 
     assert at_once(4, sender) == []
-    assert stores[0].count_instances() == 200
+    assert count_instances(stores[0]) == 200
 
 
 def test_queue_predictions_and_failures(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
     store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
-    assert store.queued_descriptions(10) == ["t1_mprage", "ep2d_diff"]
-    assert store.queued_descriptions(1) == ["t1_mprage"]
+    assert queries.queued_descriptions(store, 10) == ["t1_mprage", "ep2d_diff"]
+    assert queries.queued_descriptions(store, 1) == ["t1_mprage"]
 
-    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
+    queries.save_predictions(store, ["t1_mprage"], [Prediction("T1", 0.9, "test-1")])
     # Waits of 0.5 s then 1 s, checked with margins that a loaded machine's stalls do not eat.
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.5)
-    assert store.queued_descriptions(10) == []  # waiting out its backoff
+    queries.record_failure(store, ["ep2d_diff"], "RuntimeError: boom", retry_seconds=0.5)
+    assert queries.queued_descriptions(store, 10) == []  # waiting out its backoff
     time.sleep(0.55)
-    assert store.queued_descriptions(10) == ["ep2d_diff"]
-    store.record_failure(["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.5)
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]
+    queries.record_failure(store, ["ep2d_diff"], "RuntimeError: boom again", retry_seconds=0.5)
     time.sleep(0.55)
-    assert store.queued_descriptions(10) == []  # the second wait is twice as long
+    assert queries.queued_descriptions(store, 10) == []  # the second wait is twice as long
     time.sleep(0.5)
-    assert store.queued_descriptions(10) == ["ep2d_diff"]
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]
 
     by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert by_text["t1_mprage"].label == "T1" and by_text["t1_mprage"].status == "mapped"
     assert by_text["ep2d_diff"].status == "queued" and by_text["ep2d_diff"].attempts == 2
     with pytest.raises(ValueError):
-        store.save_predictions(["a", "b"], [Prediction("T1", 0.5, "test-1")])
+        queries.save_predictions(store, ["a", "b"], [Prediction("T1", 0.5, "test-1")])
 
 
 def test_latest_correction_wins_also_for_series_stored_before(store):
     store.record_instance(record("1.1", series="9.1", description="AX FLAIR"))
-    store.save_predictions(["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
+    queries.save_predictions(store, ["AX FLAIR"], [Prediction("T2", 0.6, "test-1")])
     assert queries.series_mappings(store.engine, series_uid="9.1")[0].label == "T2"
 
-    store.correct("AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
+    correct(store, "AX FLAIR", "FLAIR", who="dr. a", note="fluid suppressed")
     store.record_instance(record("1.2", series="9.2", description="AX FLAIR"))
     views = queries.series_mappings(store.engine, study_uid="1.2.3")
     assert [(v.series_uid, v.label, v.source) for v in views] == [
@@ -221,9 +225,9 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
         ("9.2", "FLAIR", "corrected"),
     ]
 
-    store.correct(" AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
+    correct(store, " AX FLAIR ", "T2", who="dr. b", note=None)  # outer blanks forgiven
     assert queries.series_mappings(store.engine, series_uid="9.2")[0].label == "T2"
-    store.save_predictions(["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
+    queries.save_predictions(store, ["AX FLAIR"], [Prediction("T1", 0.99, "test-2")])  # a newer model still loses
     mapping = queries.mappings(store.engine)[0]
     assert (mapping.label, mapping.model_label, mapping.corrected, mapping.series_count) == ("T2", "T1", True, 2)
     assert [c.who for c in queries.corrections(store.engine)] == ["dr. a", "dr. b"]
@@ -232,9 +236,9 @@ def test_latest_correction_wins_also_for_series_stored_before(store):
 def test_correct_refuses_unknown_descriptions_and_labels(store):
     store.record_instance(record("1.1", description="T2 TSE"))
     with pytest.raises(UnknownDescription, match="T3 TSE"):
-        store.correct("T3 TSE", "T2", who="me")
+        correct(store, "T3 TSE", "T2", who="me")
     with pytest.raises(ValueError, match="not one of"):
-        store.correct("T2 TSE", "PD", who="me")
+        correct(store, "T2 TSE", "PD", who="me")
     assert queries.corrections(store.engine) == []
 
 
@@ -248,9 +252,9 @@ def test_mapping_filters(store):
         ]
     ):
         store.record_instance(record(f"1.{i}", series=f"9.{i}", description=text_))
-        store.save_predictions([text_], [Prediction(label, confidence, "test-1")])
+        queries.save_predictions(store, [text_], [Prediction(label, confidence, "test-1")])
     store.record_instance(record("1.9", series="9.9", description="queued one"))
-    store.correct("t2_tse", "FLAIR", who="me")
+    correct(store, "t2_tse", "FLAIR", who="me")
 
     def texts(**filters):
         return [m.description for m in queries.mappings(store.engine, **filters)]
@@ -292,7 +296,7 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
     fresh = f"sqlite:///{tmp_path / 'new.sqlite'}"
     Store(fresh).close()
     assert schema(url) == schema(fresh)
-    assert (store.count_studies(), store.count_series(), store.count_instances()) == (1, 2, 3)
+    assert (count_studies(store), count_series(store), count_instances(store)) == (1, 2, 3)
     by_text = {m.description: m for m in queries.mappings(store.engine)}
     assert (by_text["t1_mprage_sag"].label, by_text["t1_mprage_sag"].series_count) == ("T1", 1)
     assert (by_text["ep2d_diff"].label, by_text["ep2d_diff"].corrected, by_text["ep2d_diff"].attempts) == (
@@ -300,7 +304,7 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
         True,
         2,
     )
-    assert store.queued_descriptions(10) == ["ep2d_diff"]  # an upgraded queue is due at once
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff"]  # an upgraded queue is due at once
     assert store.record_instance(record("1.2.826.0.1.3680043.8.498.11")) is False  # v1 rows still count
     assert store.record_instance(
         record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1")
@@ -326,8 +330,8 @@ def test_a_database_that_is_not_a_store_is_refused(tmp_path):
 
 def test_a_new_description_is_mapped_before_re_harmonized_ones(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
-    store.save_predictions(["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
-    assert store.requeue_descriptions(except_version="new-2") == 1
+    queries.save_predictions(store, ["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
+    assert queries.requeue_descriptions(store, except_version="new-2") == 1
     store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
-    assert store.queued_descriptions(10) == ["ep2d_diff", "t1_mprage"]
+    assert queries.queued_descriptions(store, 10) == ["ep2d_diff", "t1_mprage"]
     assert next(m for m in queries.mappings(store.engine) if m.description == "t1_mprage").label == "T1"  # meanwhile

@@ -7,8 +7,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.config import HarmonizerSettings
 from dicom_node.store import mappings as queries
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
+from store_counts import count_queued
 from slm.harmonizer import Prediction
 
 
@@ -73,7 +75,7 @@ def test_run_once_maps_queued_descriptions_in_batches(url):
         "localizer": "Other",
     }
     receive(store, "AX FLAIR")  # known already: not queued again
-    assert worker.run_once() == 0 and store.count_queued() == 0
+    assert worker.run_once() == 0 and count_queued(store) == 0
 
 
 def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):
@@ -93,7 +95,7 @@ def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):
 
     worker.harmonizer = KeywordHarmonizer()  # the model is back
     deadline = time.monotonic() + 5
-    while store.count_queued() and time.monotonic() < deadline:
+    while count_queued(store) and time.monotonic() < deadline:
         worker.run_once()
         time.sleep(0.05)
     assert labels(store) == {"t2_tse": "T2", "ep2d_diff": "DWI"}
@@ -105,8 +107,8 @@ def test_one_description_that_breaks_the_model_does_not_hold_back_the_others(url
     worker = HarmonizationWorker(store, BrokenHarmonizer(poison="POISON"), HarmonizerSettings(retry_seconds=60))
     assert worker.run_once() == 4
     assert labels(store) == {"t1_se": "T1", "t2_tse": "T2", "POISON": None, "AX FLAIR": "FLAIR", "adc map": "ADC"}
-    assert store.queued_descriptions(10) == []  # POISON waits out its backoff
-    assert store.count_queued() == 1
+    assert queries.queued_descriptions(store, 10) == []  # POISON waits out its backoff
+    assert count_queued(store) == 1
 
 
 def test_queued_work_survives_a_restart(url):
@@ -115,15 +117,15 @@ def test_queued_work_survives_a_restart(url):
     before.close()  # the node stops before the worker got to them
 
     after = Store(url)
-    assert after.count_queued() == 3
+    assert count_queued(after) == 3
     worker = HarmonizationWorker(after, KeywordHarmonizer(), HarmonizerSettings(batch_size=64, poll_seconds=0.05))
     worker.start()
     try:
         deadline = time.monotonic() + 10
-        while after.count_queued() and time.monotonic() < deadline:
+        while count_queued(after) and time.monotonic() < deadline:
             time.sleep(0.05)
         receive(after, "t2 blade")  # arriving while the worker runs
-        while after.count_queued() and time.monotonic() < deadline:
+        while count_queued(after) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         worker.stop()

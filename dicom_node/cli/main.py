@@ -161,6 +161,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     The label is the latest correction's, else the model's; `slmnode correct` with the model's own
     label marks a mapping as reviewed. json and csv give the fields of `slmnode export mappings`.
     """
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import exchange
     from dicom_node.store import mappings as queries
 
@@ -168,7 +169,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     found = queries.mappings(store.engine, label, below, search, since, unreviewed)
     columns = ("description", "label", "source", "confidence", "series_count", "first_seen")
     fields = columns if fmt == "table" else exchange.MAPPING_FIELDS
-    click.echo(exchange.format_rows(exchange.mapping_rows(found), fields, fmt), nl=False)
+    click.echo(format_rows(exchange.mapping_rows(found), fields, fmt), nl=False)
 
 
 @cli.command()
@@ -180,7 +181,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
     """Show the mapping of a study's series, or of one series."""
     from dataclasses import asdict
 
-    from dicom_node.store import exchange
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import mappings as queries
 
     if (study_uid is None) == (series_uid is None):
@@ -191,7 +192,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
         raise click.ClickException(f"no {'study' if study_uid else 'series'} {study_uid or series_uid} in the store")
     rows = [asdict(s) for s in found]
     columns = ("series_number", "modality", "description", "label", "source", "confidence", "instances", "series_uid")
-    click.echo(exchange.format_rows(rows, columns if fmt == "table" else rows[0].keys(), fmt), nl=False)
+    click.echo(format_rows(rows, columns if fmt == "table" else rows[0].keys(), fmt), nl=False)
 
 
 @cli.command()
@@ -208,12 +209,12 @@ def correct(settings, description, label, note, who) -> None:
     The correction wins over the model from now on, also for series stored before it. Repeating
     the model's label marks the mapping as reviewed.
     """
-    from dicom_node.store.database import UnknownDescription
+    from dicom_node.store import corrections
 
     store = open_store(settings)
     try:
-        store.correct(description, label, who=who, note=note)
-    except UnknownDescription as exc:
+        corrections.correct(store, description, label, who=who, note=note)
+    except corrections.UnknownDescription as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{description.strip()!r} is now {label}")
 
@@ -225,6 +226,7 @@ def correct(settings, description, label, note, who) -> None:
 @click.pass_obj
 def export(settings, what, fmt, output) -> None:
     """Export every mapping or every correction, for scripts, training or another node."""
+    from dicom_node.cli.output import format_rows
     from dicom_node.store import exchange
     from dicom_node.store import mappings as queries
 
@@ -233,7 +235,7 @@ def export(settings, what, fmt, output) -> None:
         rows, fields = exchange.mapping_rows(queries.mappings(store.engine)), exchange.MAPPING_FIELDS
     else:
         rows, fields = exchange.correction_rows(store), exchange.CORRECTION_FIELDS
-    output.write(exchange.format_rows(rows, fields, fmt))
+    output.write(format_rows(rows, fields, fmt))
 
 
 @cli.command("import")
@@ -265,7 +267,8 @@ def serve(settings) -> None:
     mode, store URL and harmonizer. The first log line says what the node is running with.
     """
     from dicom_node.node import serve as run_node
-    from dicom_node.store.database import SchemaError, StoreError
+    from dicom_node.store.database import StoreError
+    from dicom_node.store.migrations import SchemaError
 
     expected = (ConfigError, SchemaError, StoreError)
     if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without

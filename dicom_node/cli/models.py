@@ -26,8 +26,9 @@ def models() -> None:
 @click.pass_obj
 def list_(settings, fmt) -> None:
     """List the registered versions, the active one marked, with their held-out figures."""
-    from dicom_node.store import exchange
+    from dicom_node.cli.output import format_rows
     from dicom_node.models import registry
+    from dicom_node.store.times import iso
 
     found = registry.versions(open_store(settings))
     if not found and fmt == "table":
@@ -44,8 +45,8 @@ def list_(settings, fmt) -> None:
             "note": v.note,
             "path": v.path,
             "adapter": v.adapter,
-            "created_at": exchange.iso(v.created_at),
-            "promoted_at": exchange.iso(v.promoted_at),
+            "created_at": iso(v.created_at),
+            "promoted_at": iso(v.promoted_at),
             "metrics": v.metrics if fmt == "json" else json.dumps(v.metrics),
         }
         for v in found
@@ -55,7 +56,7 @@ def list_(settings, fmt) -> None:
         if fmt == "table"
         else ("version", "active", "path", "adapter", "created_at", "promoted_at", "note", "metrics")
     )
-    click.echo(exchange.format_rows(rows, columns, fmt), nl=False)
+    click.echo(format_rows(rows, columns, fmt), nl=False)
 
 
 SHORT_NAMES = {
@@ -118,7 +119,7 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
 
 
 def _retrain_report(result, settings) -> str:
-    from dicom_node.store.exchange import format_rows
+    from dicom_node.cli.output import format_rows
 
     rows = [
         {
@@ -209,12 +210,13 @@ def reharmonize(settings, everything) -> None:
     labels. People's corrections still win over whatever the model says.
     """
     from dicom_node.models import choose, registry
+    from dicom_node.store import mappings
 
     store = open_store(settings)
     try:
         version = choose.running_version(settings, store)
     except registry.RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    queued = store.requeue_descriptions(None if everything else version)
+    queued = mappings.requeue_descriptions(store, None if everything else version)
     which = "every mapped description" if everything else f"descriptions mapped by another version than {version}"
     click.echo(f"{queued} queued again ({which}); the running node's worker maps them with {version}")

@@ -8,7 +8,8 @@ import click
 
 
 def open_store(settings):
-    from dicom_node.store.database import SchemaError, Store, StoreError
+    from dicom_node.store.database import Store, StoreError
+    from dicom_node.store.migrations import SchemaError
 
     try:
         return Store(settings.store.url)

@@ -111,9 +111,9 @@ def list_(settings, study_uid, accession, label, since, unprocessed, fmt) -> Non
     A report links to a received study by Study Instance UID, else by Accession Number, whenever
     the study arrives. The table shortens long cells; json and csv keep everything.
     """
+    from dicom_node.cli.output import format_rows
     from dicom_node.reports import queries as report_queries
     from dicom_node.models import choose
-    from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
     views = report_queries.reports(
@@ -159,9 +159,9 @@ def show(settings, report_id, study_uid, accession, fmt) -> None:
 @click.pass_obj
 def export(settings, fmt, output) -> None:
     """Export every report with its latest result: in CSV the 14 labels are columns, in JSON one object."""
+    from dicom_node.cli.output import format_rows
     from dicom_node.reports import queries as report_queries
     from dicom_node.models import choose
-    from dicom_node.store.exchange import format_rows
 
     store = open_store(settings)
     views = report_queries.reports(store.engine, version=choose.choose(settings, store).version)

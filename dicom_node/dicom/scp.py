@@ -1,54 +1,37 @@
 """The DICOM service: a C-ECHO and C-STORE SCP that records every received instance in the store.
 
 Written like pynetdicom's storescp app: one AE, small handler functions bound to events, status codes
-with names. The C-STORE handler reads the encoded dataset as raw elements and decodes only the header
-tags the store asks for; pixel data, compressed or not, is never decoded. It answers Success only
-after Store.record_instance has committed the instance's row (and, for a text SR, Store.record_report
-the report it carries), so every acknowledged instance survives a crash; anything else gets a failure
-status, a log line without patient identifiers, and the association goes on.
+with names. The C-STORE handler reads the dataset's header (header.py decodes only the tags the store
+keeps; pixel data, compressed or not, is never decoded), writes the file in "files" mode (files.py),
+and answers Success only after Store.record_instance has committed the instance's row (and, for a
+text SR, record_report the report it carries), so every acknowledged instance survives a crash;
+anything else gets a failure status, a log line without patient identifiers, and the association
+goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import re
-import tempfile
-import zlib
 from enum import IntEnum
-from io import BytesIO
-from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
+from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
+from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
-from dicom_node.store.database import InstanceRecord, MissingTag, Store
+from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 
 log = logging.getLogger(__name__)
 
-UNDEFINED_LENGTH = 0xFFFFFFFF
-# Transfer syntaxes whose whole dataset is deflated (PS3.5 A.5, A.7): Deflated Explicit VR Little
-# Endian, JPIP Referenced Deflate, JPIP HTJ2K Referenced Deflate. pydicom knows only the first.
-DEFLATED_DATASET = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
-# A file being written in "files" mode, until its rename; one left behind was never acknowledged.
-PARTIAL_PREFIX, PARTIAL_SUFFIX = ".incoming-", ".tmp"
 
-
-class StoreStatus(IntEnum):
-    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
-
-    SUCCESS = 0x0000
-    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
-    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
-    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
+# ---- who may associate ------------------------------------------------------------------------
 
 
 REJECTED_PERMANENT = 0x01
@@ -62,103 +45,32 @@ class RejectReason(IntEnum):
     CALLING_AE_NOT_RECOGNIZED = 0x03
 
 
-class Unreadable(ValueError):
-    """The encoded dataset is not a whole DICOM dataset."""
+def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+    calling_ae = event.assoc.requestor.primitive.calling_ae_title
+    address = event.assoc.requestor.address
+    if allowed_aes and calling_ae not in allowed_aes:
+        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+    elif allowed_addresses and address not in allowed_addresses:
+        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+    else:
+        return
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
+    # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
+    event.assoc.kill()
 
 
-def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
-    """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated.
-
-    pydicom reads a short last element without complaint, so its length is checked against what
-    arrived. Values are decoded lazily, only when the store reads a tag.
-    """
-    syntax = UID(transfer_syntax)
-    data = encoded.getvalue()
-    if syntax in DEFLATED_DATASET:
-        try:
-            data = zlib.decompress(data, -zlib.MAX_WBITS)
-        except zlib.error:
-            raise Unreadable("the deflated dataset does not inflate") from None
-    header = read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
-    if data and not len(header):
-        raise Unreadable("no element could be read")
-    if len(header):
-        # Only the last element can be short: reading stops where the data ends.
-        last = header.get_item(next(reversed(header.keys())))
-        length = getattr(last, "length", UNDEFINED_LENGTH)
-        if length != UNDEFINED_LENGTH and len(last.value or b"") < length:
-            raise Unreadable(f"truncated in element {last.tag}")
-    return header
+# ---- C-STORE: header, record, file, commit, status --------------------------------------------
 
 
-def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:
-    """<folder>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, with anything but digits and dots
-    replaced so that a hostile UID cannot climb out of the folder."""
+class StoreStatus(IntEnum):
+    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
 
-    def safe(uid: str) -> str:
-        return re.sub(r"[^0-9.]", "_", uid).strip(".") or "_"
-
-    return Path(folder, safe(record.study_uid), safe(record.series_uid), safe(record.sop_instance_uid) + ".dcm")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` so that `path` holds either nothing or all of it, on disk, even after a power cut."""
-    _make_folders(path.parent)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)  # the rename is durable only once the folder's entry is on disk
-
-
-def remove_partial_writes(folder: str | os.PathLike) -> int:
-    """Delete the temporary files that a kill in the middle of write_atomically left under `folder`;
-    how many there were. Their instances were never acknowledged, so the senders send them again."""
-    removed = 0
-    for parent, _folders, names in os.walk(folder):
-        for name in names:
-            if name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX):
-                Path(parent, name).unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-def _make_folders(folder: Path) -> None:
-    """Create `folder` and its missing parents, each new one's entry made durable in its parent."""
-    missing = []
-    while not folder.is_dir():
-        missing.append(folder)
-        folder = folder.parent
-    for new in reversed(missing):
-        try:
-            new.mkdir()
-        except FileExistsError:  # another association created it meanwhile
-            continue
-        _fsync_folder(new.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _loggable(exc: Exception) -> str:
-    """Why something failed, without values from the dataset (they may identify the patient)."""
-    if isinstance(exc, (Unreadable, MissingTag)):
-        return str(exc)
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    # SQLAlchemy errors carry the statement's parameters; the driver's message does not.
-    return str(getattr(exc, "orig", None) or type(exc).__name__)
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
+    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
+    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
 
 
 def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
@@ -199,23 +111,20 @@ def _record_report(header: Dataset, store: Store, settings: Settings, where: str
     if report is None:
         log.warning("No report text in %s: stored as an instance only", where)
     else:
-        store.record_report(report)
+        record_report(store, report)
 
 
-def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
-    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
-    calling_ae = event.assoc.requestor.primitive.calling_ae_title
-    address = event.assoc.requestor.address
-    if allowed_aes and calling_ae not in allowed_aes:
-        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
-    elif allowed_addresses and address not in allowed_addresses:
-        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
-    else:
-        return
-    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
-    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
-    # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
-    event.assoc.kill()
+def _loggable(exc: Exception) -> str:
+    """Why something failed, without values from the dataset (they may identify the patient)."""
+    if isinstance(exc, (Unreadable, MissingTag)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    # SQLAlchemy errors carry the statement's parameters; the driver's message does not.
+    return str(getattr(exc, "orig", None) or type(exc).__name__)
+
+
+# ---- serving ----------------------------------------------------------------------------------
 
 
 def make_ae(settings: Settings) -> AE:

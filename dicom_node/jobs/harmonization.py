@@ -11,39 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Sequence, TypeVar
 
 from dicom_node.config import HarmonizerSettings
+from dicom_node.jobs.retry import run_in_halves
+from dicom_node.store import mappings
 from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)
-
-Item = TypeVar("Item")
-Answer = TypeVar("Answer")
-
-
-def run_in_halves(
-    items: Sequence[Item], answer: Callable[[list[Item]], Sequence[Answer]]
-) -> tuple[list[tuple[Item, Answer]], list[tuple[Item, Exception]]]:
-    """answer(batch) over items; when it raises, over each half, down to single items.
-
-    One input that breaks the model must not hold back the others, and a batch too large for the
-    GPU succeeds in halves. Returns each item with its answer, and each item that failed on its own
-    with the exception.
-    """
-    try:
-        answers = answer(list(items))
-        if len(answers) != len(items):
-            raise ValueError(f"{len(answers)} answers for {len(items)} inputs")
-        return list(zip(items, answers)), []
-    except Exception as exc:
-        if len(items) == 1:
-            return [], [(items[0], exc)]
-        half = len(items) // 2
-        done_first, failed_first = run_in_halves(items[:half], answer)
-        done_second, failed_second = run_in_halves(items[half:], answer)
-        return done_first + done_second, failed_first + failed_second
 
 
 class HarmonizationWorker:
@@ -56,13 +31,13 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = self.store.queued_descriptions(self.settings.batch_size)
+        texts = mappings.queued_descriptions(self.store, self.settings.batch_size)
         if not texts:
             return 0
         done, failures = run_in_halves(texts, self.harmonizer.harmonize)
         if done:
             mapped, predictions = zip(*done)
-            self.store.save_predictions(list(mapped), list(predictions))
+            mappings.save_predictions(self.store, list(mapped), list(predictions))
         if failures:
             # Counts and the error only: descriptions stay out of the log.
             log.warning(
@@ -73,7 +48,9 @@ class HarmonizationWorker:
                 _describe(failures[0][1]),
             )
             for text, exc in failures:
-                self.store.record_failure([text], _describe(exc), self.settings.retry_seconds, self.settings.max_retry_seconds)
+                mappings.record_failure(
+                    self.store, [text], _describe(exc), self.settings.retry_seconds, self.settings.max_retry_seconds
+                )
         return len(done)
 
     def start(self) -> None:

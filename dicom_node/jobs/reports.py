@@ -41,9 +41,10 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select, update
 
 from dicom_node.config import ReportSettings
-from dicom_node.store.database import Store, insert_ignore, retry_wait
+from dicom_node.store.database import Store, insert_ignore
+from dicom_node.store.times import retry_wait
 from dicom_node.store.tables import Report, ReportResult, utcnow
-from dicom_node.jobs.harmonization import run_in_halves
+from dicom_node.jobs.retry import run_in_halves
 from slm.tasks import REPORT_SECTIONS, report_text
 
 log = logging.getLogger(__name__)

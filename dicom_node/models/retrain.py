@@ -23,7 +23,7 @@ from typing import Sequence
 from dicom_node.config import Settings
 from dicom_node.models import choose, registry
 from dicom_node.store.database import Store
-from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, format_rows
+from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, encode_rows
 from training import gate
 from training.data import corrections_examples
 from training.recipe import with_corrections
@@ -152,7 +152,7 @@ def new_version_folder(models_folder: Path) -> Path:
 def export_corrections(store: Store, folder: Path) -> Path:
     """The store's corrections as the CSV `slmnode export corrections` writes, kept with the version."""
     path = folder / CORRECTIONS_FILE
-    path.write_text(format_rows(correction_rows(store), CORRECTION_FIELDS, "csv"), encoding="utf-8")
+    path.write_text(encode_rows(correction_rows(store), CORRECTION_FIELDS, "csv"), encoding="utf-8")
     return path
 
 

@@ -25,8 +25,10 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from tqdm import tqdm
 
+from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
-from dicom_node.store.database import ReportRecord, Store
+from dicom_node.store.database import Store
+from dicom_node.store.reports import record_report
 from slm.tasks import REPORT_SECTIONS
 
 SUFFIXES = {".txt": "text", ".csv": "csv", ".hl7": "hl7", ".oru": "hl7"}
@@ -70,7 +72,7 @@ def import_reports(
         for where, read in read_reports(path, fmt, study_uid, accession, keep_patient_identifiers):
             if isinstance(read, Refused):
                 summary.refused.append((where, str(read)))
-            elif store.record_report(read):
+            elif record_report(store, read):
                 summary.added += 1
             else:
                 summary.already_there += 1

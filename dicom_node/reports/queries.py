@@ -19,8 +19,8 @@ from sqlalchemy import case, func, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
-from dicom_node.store.exchange import iso
 from dicom_node.store.tables import Report, ReportResult, Series, Study
+from dicom_node.store.times import iso
 from slm.tasks import LABEL_KEYS, REPORT_SECTIONS
 
 

@@ -12,8 +12,8 @@ from typing import Iterator
 
 from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, EnhancedSRStorage
 
+from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
-from dicom_node.store.database import ReportRecord
 
 TEXT_SR_CLASSES = frozenset({BasicTextSRStorage, EnhancedSRStorage, ComprehensiveSRStorage})
 # Relationships whose items describe the report rather than carry its text (PS3.3 C.17.3.2.4).

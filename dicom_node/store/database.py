@@ -1,4 +1,4 @@
-"""The mapping store: the node's memory of what it received and what each description means.
+"""The store: opening the node's database, and the C-STORE write path of studies, series and instances.
 
 `record_instance` is the C-STORE hot path, and its cost is the commit: with synchronous=FULL every
 commit waits for an fsync of the write-ahead log (about 2 ms on a virtual disk), far more than the
@@ -7,193 +7,43 @@ and waits; the writer takes every record waiting at that moment into one transac
 and wakes them all. One association still pays one fsync per instance, but eight share one, and no
 call returns before its own row is committed. Usually a record is a single INSERT: the ids of studies,
 series and descriptions already seen are cached in memory (rows are never deleted, and ids are cached
-only after their transaction committed, so a cached id is always valid).
-The harmonization queue and people's corrections are written here too; reading is in queries.py.
+only after their transaction committed, so a cached id is always valid). A new description is
+inserted here too, queued, in the transaction of the instance that brought it.
+Every other table has one owner module that writes it through `Store.transaction`: descriptions'
+labels and the harmonization queue in mappings.py, corrections in corrections.py, reports in
+reports.py (their claims and results in jobs/reports.py), model versions and promotions in
+models/registry.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Iterator
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
-from pydicom.multival import MultiValue
-from pydicom.values import convert_value
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
-from dicom_node.store.migrations import SchemaError, upgrade  # noqa: F401  (SchemaError: for callers)
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.migrations import upgrade
 from dicom_node.store.tables import (
     Base,
-    Correction,
     Description,
     Instance,
-    Report,
     Series,
     Study,
     description_hash,
     utcnow,
 )
-from slm.harmonizer import Prediction
-from slm.tasks import SERIES_LABELS
-
-
-class MissingTag(ValueError):
-    """A dataset lacks a UID the store cannot do without."""
 
 
 class StoreError(Exception):
     """The store cannot be used as asked (a clear message for the CLI; see also SchemaError)."""
-
-
-class UnknownDescription(StoreError):
-    """No stored description matches what a person typed."""
-
-
-# ---- the tags we keep -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    sop_instance_uid: str
-    sop_class_uid: str | None
-    study_uid: str
-    series_uid: str
-    modality: str | None
-    series_description: str | None
-    protocol_name: str | None
-    manufacturer: str | None
-    model_name: str | None
-    body_part: str | None
-    series_number: int | None
-    accession_number: str | None
-    study_date: str | None
-    series_date: str | None
-    transfer_syntax: str | None
-    patient_id: str | None = None
-    patient_name: str | None = None
-    file_path: str | None = None
-
-    @classmethod
-    def from_dataset(
-        cls, ds, transfer_syntax: str, keep_patient_identifiers: bool = False, file_path: str | None = None
-    ) -> "InstanceRecord":
-        """The tags of one received dataset; odd, empty or undecodable values become None."""
-        header = _Header(ds)
-        uids = {}
-        for field, keyword in (
-            ("sop_instance_uid", "SOPInstanceUID"),
-            ("study_uid", "StudyInstanceUID"),
-            ("series_uid", "SeriesInstanceUID"),
-        ):
-            uids[field] = header.text(keyword)
-            if uids[field] is None:
-                raise MissingTag(f"the dataset has no {keyword}")
-        return cls(
-            **uids,
-            sop_class_uid=header.text("SOPClassUID"),
-            modality=header.text("Modality"),
-            series_description=header.text("SeriesDescription"),
-            protocol_name=header.text("ProtocolName"),
-            manufacturer=header.text("Manufacturer"),
-            model_name=header.text("ManufacturerModelName"),
-            body_part=header.text("BodyPartExamined"),
-            series_number=header.integer("SeriesNumber"),
-            accession_number=header.text("AccessionNumber"),
-            study_date=header.text("StudyDate"),
-            series_date=header.text("SeriesDate"),
-            transfer_syntax=transfer_syntax or None,
-            patient_id=header.text("PatientID") if keep_patient_identifiers else None,
-            patient_name=header.text("PatientName") if keep_patient_identifiers else None,
-            file_path=file_path,
-        )
-
-
-# The header elements the store reads: tag and dictionary VR, looked up once.
-_ELEMENTS = {
-    keyword: (tag_for_keyword(keyword), dictionary_VR(tag_for_keyword(keyword)))
-    for keyword in (
-        "SpecificCharacterSet", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID",
-        "Modality", "SeriesDescription", "ProtocolName", "Manufacturer", "ManufacturerModelName",
-        "BodyPartExamined", "SeriesNumber", "AccessionNumber", "StudyDate", "SeriesDate", "PatientID", "PatientName",
-    )
-}
-
-
-class _Header:
-    """Values of a dataset's header, each converted from its raw bytes by pydicom's own converter.
-
-    Going through Dataset.get instead (keyword lookup, hooks, a new DataElement per access) was about
-    half of the C-STORE handler's CPU time. A value that cannot be decoded (bad character set, wrong
-    VR, truncated) counts as absent.
-    """
-
-    def __init__(self, ds):
-        self.ds = ds
-        self.encodings = None  # SpecificCharacterSet itself is in the default repertoire
-        try:
-            self.encodings = convert_encodings(self._value("SpecificCharacterSet"))
-        except Exception:  # an unknown character set: read what the default repertoire can
-            pass
-
-    def _value(self, keyword: str) -> Any:
-        tag, vr = _ELEMENTS[keyword]
-        try:
-            element = self.ds.get_item(tag)
-            if element is None:
-                return None
-            if isinstance(element, RawDataElement):
-                return convert_value(vr, element, self.encodings)
-            return element.value
-        except Exception:
-            return None
-
-    def text(self, keyword: str) -> str | None:
-        value = self._value(keyword)
-        if value is None:
-            return None
-        if isinstance(value, (list, tuple, MultiValue)):
-            value = "\\".join(str(part) for part in value)
-        text = str(value)
-        return text if text.strip("\0 ") else None
-
-    def integer(self, keyword: str) -> int | None:
-        try:
-            return int(str(self._value(keyword)).strip())
-        except (TypeError, ValueError):
-            return None
-
-
-@dataclass(frozen=True)
-class ReportRecord:
-    """One radiology report as it arrived: where from, which study, its text by section.
-
-    `report_key` makes a report that arrives twice (a resent SR, a re-imported file) one row:
-    "sr:<SOP Instance UID>" for DICOM SR; the importers build theirs from the message or file.
-    """
-
-    report_key: str
-    source: str  # sr | hl7 | csv | text
-    study_uid: str | None
-    accession_number: str | None
-    indication: str | None = None
-    comparison: str | None = None
-    findings: str | None = None
-    impression: str | None = None
-    report_date: str | None = None
-    patient_id: str | None = None  # None unless keep_patient_identifiers
-    patient_name: str | None = None
 
 
 # ---- connection -------------------------------------------------------------------------------
@@ -272,24 +122,6 @@ class DriverInsert:
 INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
 
 
-def retry_wait(failed_before: int, retry_seconds: float, max_retry_seconds: float) -> timedelta:
-    """How long work that failed once more waits: retry_seconds, doubled at each earlier failure, capped."""
-    return timedelta(seconds=min(retry_seconds * 2**failed_before, max_retry_seconds))
-
-
-def _mapped(label, confidence, model_version, mapped_at) -> dict:
-    """The column values of a description once the model has mapped it."""
-    return {
-        "status": "mapped",
-        "label": label,
-        "confidence": confidence,
-        "model_version": model_version,
-        "mapped_at": mapped_at,
-        "last_error": None,
-        "next_attempt_at": None,
-    }
-
-
 class _IdCache:
     """A bounded map from a natural key (UID, description hash) to a row id, least recently used out."""
 
@@ -349,7 +181,7 @@ class Store:
         self._description_ids = _IdCache()
         self._instance_insert = DriverInsert(self.engine, Instance.__table__, INSTANCE_COLUMNS)
         self._inserts = {
-            model: insert_ignore(self.engine, model.__table__) for model in (Study, Series, Description, Report)
+            model: insert_ignore(self.engine, model.__table__) for model in (Study, Series, Description)
         }
         # The group commit: record_instance calls wait in _waiting for the writer thread, started at
         # the first call; None in the queue tells the writer to finish.
@@ -514,167 +346,17 @@ class Store:
             )
         return description_id
 
+    def description_id(self, conn: Connection, text: str) -> int:
+        """The id of the description row of `text`, queueing it when new: a correction or an imported
+        mapping may name a description no series has brought yet."""
+        description_id = self._ensure_description(conn, text, learned=[])
+        if description_id is None:
+            raise ValueError("a blank series description cannot be mapped")
+        return description_id
+
     def _insert_or_find(self, conn: Connection, model, row: dict, key: str, cache: _IdCache, learned: list) -> int:
         """The id of the row whose unique `key` column holds row[key], inserting `row` if there is none."""
         conn.execute(self._inserts[model], row)
         row_id = conn.scalar(select(model.id).where(getattr(model, key) == row[key]))
         learned.append((cache, row[key], row_id))  # cached once the transaction commits
         return row_id
-
-    # -- the harmonization queue
-
-    def queued_descriptions(self, limit: int) -> list[str]:
-        """Queued texts never mapped first (a new series' description before a re-harmonized one), then
-        oldest first, leaving out those still waiting out a failure's backoff."""
-        due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
-        remapping = Description.model_version.is_not(None)
-        query = (
-            select(Description.text)
-            .where(Description.status == "queued", due)
-            .order_by(remapping, Description.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return list(conn.scalars(query))
-
-    def save_predictions(self, texts: list[str], predictions: list[Prediction]) -> None:
-        if len(texts) != len(predictions):
-            raise ValueError(f"{len(texts)} descriptions but {len(predictions)} predictions")
-        now = utcnow()
-        rows = [
-            {
-                "key": description_hash(text),
-                "label": p.label,
-                "confidence": p.confidence,
-                "model_version": p.model_version,
-                "mapped_at": now,
-            }
-            for text, p in zip(texts, predictions)
-        ]
-        update_by_hash = (
-            update(Description)
-            .where(Description.text_hash == bindparam("key"))
-            .values(_mapped(*map(bindparam, ("label", "confidence", "model_version", "mapped_at"))))
-        )
-        with self.transaction() as conn:
-            conn.execute(update_by_hash.execution_options(synchronize_session=False), rows)
-
-    def record_failure(
-        self, texts: list[str], error: str, retry_seconds: float = 30.0, max_retry_seconds: float = 3600.0
-    ) -> None:
-        """Count a failed attempt; each text stays queued and waits retry_seconds * 2**(attempts - 1)."""
-        now = utcnow()
-        keys = [description_hash(text) for text in texts]
-        with self.transaction() as conn:
-            attempts = conn.execute(
-                select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
-            ).all()
-            for row_id, done in attempts:
-                wait = retry_wait(done, retry_seconds, max_retry_seconds)
-                conn.execute(
-                    update(Description)
-                    .where(Description.id == row_id)
-                    .values(attempts=done + 1, last_error=error, next_attempt_at=now + wait)
-                )
-
-    def requeue_descriptions(self, except_version: str | None = None) -> int:
-        """Queue mapped descriptions again, all or those mapped by another version than `except_version`;
-        how many. They keep their labels until the worker maps them anew."""
-        query = update(Description).where(Description.status == "mapped")
-        if except_version is not None:
-            query = query.where(
-                (Description.model_version.is_(None)) | (Description.model_version != except_version)
-            )
-        values = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
-        with self.transaction() as conn:
-            return conn.execute(query.values(values)).rowcount
-
-    # -- corrections
-
-    def find_description(self, text: str) -> str:
-        """The stored text a person meant: exact, else the only one equal to it without outer blanks."""
-        with self.engine.connect() as conn:
-            if conn.scalar(select(Description.id).where(Description.text_hash == description_hash(text))):
-                return text
-            matches = list(
-                conn.scalars(select(Description.text).where(func.trim(Description.text) == text.strip()).limit(2))
-            )
-        if len(matches) == 1:
-            return matches[0]
-        raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
-
-    def correct(self, description: str, label: str, who: str, note: str | None = None) -> None:
-        """A person's label for a description; from now on it wins over the model's."""
-        text = self.find_description(description)
-        self.add_correction(text, label, who, note, utcnow())
-
-    def add_correction(self, text: str, label: str, who: str, note: str | None, created_at: datetime) -> bool:
-        """Record a correction unless the same one (text, label, who, time) is already there."""
-        if label not in SERIES_LABELS:
-            raise ValueError(f"label {label!r} is not one of {', '.join(SERIES_LABELS)}")
-        with self.transaction() as conn:
-            description_id = self._description_id(conn, text)
-            same = select(Correction.id).where(
-                Correction.description_id == description_id,
-                Correction.label == label,
-                Correction.who == who,
-                Correction.created_at == created_at,
-            )
-            if conn.scalar(same) is not None:
-                return False
-            conn.execute(
-                insert(Correction).values(
-                    description_id=description_id, label=label, who=who, note=note, created_at=created_at
-                )
-            )
-            return True
-
-    def add_mapping(self, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
-        """Record a model mapping made elsewhere, unless this store already has one as recent."""
-        with self.transaction() as conn:
-            description_id = self._description_id(conn, text)
-            newer = update(Description).where(
-                Description.id == description_id,
-                (Description.mapped_at.is_(None)) | (Description.mapped_at < mapped_at),
-            )
-            values = _mapped(prediction.label, prediction.confidence, prediction.model_version, mapped_at)
-            return conn.execute(newer.values(values)).rowcount == 1
-
-    def _description_id(self, conn: Connection, text: str) -> int:
-        description_id = self._ensure_description(conn, text, learned=[])
-        if description_id is None:
-            raise ValueError("a blank series description cannot be mapped")
-        return description_id
-
-    # -- reports
-
-    def record_report(self, report: ReportRecord) -> bool:
-        """Store one report, committed before returning; False when its report_key was already stored."""
-        if not report.study_uid and not report.accession_number:
-            raise MissingTag("a report needs a Study Instance UID or an Accession Number to link it to its study")
-        row = {
-            **dataclasses.asdict(report),
-            "received_at": utcnow(),
-            "attempts": 0,
-        }
-        with self.transaction() as conn:
-            return conn.execute(self._inserts[Report], row).rowcount == 1
-
-    # -- counts, for tests and the benchmark
-
-    def _count(self, model) -> int:
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).select_from(model))
-
-    def count_instances(self) -> int:
-        return self._count(Instance)
-
-    def count_series(self) -> int:
-        return self._count(Series)
-
-    def count_studies(self) -> int:
-        return self._count(Study)
-
-    def count_queued(self) -> int:
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).where(Description.status == "queued"))

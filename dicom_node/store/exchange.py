@@ -1,4 +1,5 @@
-"""Mappings and corrections in and out: tables for people, CSV and JSON for scripts and other nodes.
+"""Mappings and corrections in and out: the rows of the exports (cli/output.py writes them as a table for
+people, CSV or JSON for scripts and other nodes) and the import of those files.
 
 The export formats are the contract in notes/CONTRACTS.md (training reads the corrections export).
 Importing is idempotent: a correction already there (same description, label, who and time) or a
@@ -12,34 +13,23 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
+from dicom_node.store import corrections
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import Store
+from dicom_node.store.times import iso, parse_time
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
 
 MAPPING_FIELDS = ("description", "label", "confidence", "model_version", "mapped_at", "corrected", "series_count")
 CORRECTION_FIELDS = ("description", "label", "who", "note", "created_at")
-TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep everything
 
 
 class ExchangeError(ValueError):
     """A file that cannot be imported as it is; the message names the file and the row."""
-
-
-def iso(moment: datetime | None) -> str | None:
-    """Times in the store are naive UTC; files say so explicitly."""
-    return moment.replace(tzinfo=timezone.utc).isoformat() if moment else None
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
 
 
 def mapping_rows(mappings: Iterable[queries.Mapping]) -> list[dict]:
@@ -66,44 +56,6 @@ def correction_rows(store: Store) -> list[dict]:
     return [{**asdict(c), "created_at": iso(c.created_at)} for c in queries.corrections(store.engine)]
 
 
-# ---- writing ----------------------------------------------------------------------------------
-
-
-def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
-    """Rows as an aligned text table, a JSON array or CSV with a header line."""
-    columns = list(columns)
-    if fmt == "json":
-        return json.dumps([{c: row[c] for c in columns} for row in rows], ensure_ascii=False, indent=2) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({c: _csv_cell(row[c]) for c in columns} for row in rows)
-        return out.getvalue()
-    return _table(rows, columns)
-
-
-def _csv_cell(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        text = " ".join(str(value).split()) if isinstance(value, str) else str(value)
-        return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
-
-    cells = [[cell(row[c]) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-    lines = [columns, ["-" * w for w in widths], *cells]
-    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
-
-
 # ---- reading ----------------------------------------------------------------------------------
 
 
@@ -113,6 +65,26 @@ class ImportResult:
     added: int = 0
     unchanged: int = 0
     skipped: int = 0  # mappings rows with no model label of their own (corrected or not yet mapped)
+
+
+def encode_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
+    """Rows as an export file: a JSON array, or CSV with a header line (what read_rows reads back)."""
+    columns = list(columns)
+    if fmt == "json":
+        return json.dumps([{c: row[c] for c in columns} for row in rows], ensure_ascii=False, indent=2) + "\n"
+    if fmt != "csv":
+        raise ValueError(f"unknown export format {fmt!r}: json or csv")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: _csv_cell(row[c]) for c in columns} for row in rows)
+    return out.getvalue()
+
+
+def _csv_cell(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -180,7 +152,7 @@ def _correction(row: dict) -> tuple:
 
 
 def _apply_correction(store: Store, item: tuple) -> str:
-    return "added" if store.add_correction(*item) else "unchanged"
+    return "added" if corrections.add_correction(store, *item) else "unchanged"
 
 
 def _mapping(row: dict) -> tuple | None:
@@ -195,4 +167,4 @@ def _mapping(row: dict) -> tuple | None:
 def _apply_mapping(store: Store, item: tuple | None) -> str:
     if item is None:
         return "skipped"
-    return "added" if store.add_mapping(*item) else "unchanged"
+    return "added" if queries.add_mapping(store, *item) else "unchanged"

@@ -1,6 +1,10 @@
-"""What people and scripts ask of the store: mappings with their effective labels, and series views.
+"""The descriptions table's owner: what each Series Description means, and the queue that maps them.
 
+Reading (functions of an Engine): mappings with their effective labels, corrections, series views.
 The effective label is the latest correction's (by time, then by order of entry), else the model's.
+Writing (functions of the Store, through its write transaction): the harmonization queue, which the
+worker in jobs/harmonization.py drains, and mappings imported from another node. Only a new row is
+inserted elsewhere: queued, in the C-STORE transaction of the instance that brought it (database.py).
 """
 
 from __future__ import annotations
@@ -8,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.engine import Engine
 
-from dicom_node.store.tables import Correction, Description, Instance, Series, Study
+from dicom_node.store.database import Store
+from dicom_node.store.tables import Correction, Description, Instance, Series, Study, description_hash, utcnow
+from dicom_node.store.times import retry_wait
+from slm.harmonizer import Prediction
 
 
 @dataclass(frozen=True)
@@ -154,3 +161,101 @@ def series_mappings(engine: Engine, study_uid: str | None = None, series_uid: st
         query = query.where(Series.series_uid == series_uid)
     with engine.connect() as conn:
         return [SeriesMapping(*row) for row in conn.execute(query)]
+
+
+# ---- the harmonization queue: what the worker maps next, and what it made of it ---------------
+
+
+def _mapped(label, confidence, model_version, mapped_at) -> dict:
+    """The column values of a description once the model has mapped it."""
+    return {
+        "status": "mapped",
+        "label": label,
+        "confidence": confidence,
+        "model_version": model_version,
+        "mapped_at": mapped_at,
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+
+
+def queued_descriptions(store: Store, limit: int) -> list[str]:
+    """Queued texts never mapped first (a new series' description before a re-harmonized one), then
+    oldest first, leaving out those still waiting out a failure's backoff."""
+    due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
+    remapping = Description.model_version.is_not(None)
+    query = (
+        select(Description.text)
+        .where(Description.status == "queued", due)
+        .order_by(remapping, Description.id)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return list(conn.scalars(query))
+
+
+def save_predictions(store: Store, texts: list[str], predictions: list[Prediction]) -> None:
+    if len(texts) != len(predictions):
+        raise ValueError(f"{len(texts)} descriptions but {len(predictions)} predictions")
+    now = utcnow()
+    rows = [
+        {
+            "key": description_hash(text),
+            "label": p.label,
+            "confidence": p.confidence,
+            "model_version": p.model_version,
+            "mapped_at": now,
+        }
+        for text, p in zip(texts, predictions)
+    ]
+    update_by_hash = (
+        update(Description)
+        .where(Description.text_hash == bindparam("key"))
+        .values(_mapped(*map(bindparam, ("label", "confidence", "model_version", "mapped_at"))))
+    )
+    with store.transaction() as conn:
+        conn.execute(update_by_hash.execution_options(synchronize_session=False), rows)
+
+
+def record_failure(
+    store: Store, texts: list[str], error: str, retry_seconds: float = 30.0, max_retry_seconds: float = 3600.0
+) -> None:
+    """Count a failed attempt; each text stays queued and waits retry_seconds * 2**(attempts - 1)."""
+    now = utcnow()
+    keys = [description_hash(text) for text in texts]
+    with store.transaction() as conn:
+        attempts = conn.execute(
+            select(Description.id, Description.attempts).where(Description.text_hash.in_(keys))
+        ).all()
+        for row_id, done in attempts:
+            wait = retry_wait(done, retry_seconds, max_retry_seconds)
+            conn.execute(
+                update(Description)
+                .where(Description.id == row_id)
+                .values(attempts=done + 1, last_error=error, next_attempt_at=now + wait)
+            )
+
+
+def requeue_descriptions(store: Store, except_version: str | None = None) -> int:
+    """Queue mapped descriptions again, all or those mapped by another version than `except_version`;
+    how many. They keep their labels until the worker maps them anew."""
+    query = update(Description).where(Description.status == "mapped")
+    if except_version is not None:
+        query = query.where(
+            (Description.model_version.is_(None)) | (Description.model_version != except_version)
+        )
+    values = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
+    with store.transaction() as conn:
+        return conn.execute(query.values(values)).rowcount
+
+
+def add_mapping(store: Store, text: str, prediction: Prediction, mapped_at: datetime) -> bool:
+    """Record a model mapping made elsewhere, unless this store already has one as recent."""
+    with store.transaction() as conn:
+        description_id = store.description_id(conn, text)
+        newer = update(Description).where(
+            Description.id == description_id,
+            (Description.mapped_at.is_(None)) | (Description.mapped_at < mapped_at),
+        )
+        values = _mapped(prediction.label, prediction.confidence, prediction.model_version, mapped_at)
+        return conn.execute(newer.values(values)).rowcount == 1

@@ -1,0 +1,29 @@
+"""What the commands print: rows as an aligned table for people; JSON or CSV for scripts, as exchange encodes them."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from dicom_node.store.exchange import encode_rows
+
+TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep everything
+
+
+def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
+    """Rows as an aligned text table, or as the files `import` reads back (JSON, CSV: store/exchange.py)."""
+    return _table(rows, list(columns)) if fmt == "table" else encode_rows(rows, columns, fmt)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        text = " ".join(str(value).split()) if isinstance(value, str) else str(value)
+        return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
+
+    cells = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
+    lines = [columns, ["-" * w for w in widths], *cells]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)

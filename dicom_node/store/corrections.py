@@ -1,0 +1,57 @@
+"""People's corrections, the corrections table's owner: a person's label for a description, which wins
+over the model's from then on (queries in mappings.py derive the effective label)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+
+from dicom_node.store.database import Store, StoreError
+from dicom_node.store.tables import Correction, Description, description_hash, utcnow
+from slm.tasks import SERIES_LABELS
+
+
+class UnknownDescription(StoreError):
+    """No stored description matches what a person typed."""
+
+
+def find_description(store: Store, text: str) -> str:
+    """The stored text a person meant: exact, else the only one equal to it without outer blanks."""
+    with store.engine.connect() as conn:
+        if conn.scalar(select(Description.id).where(Description.text_hash == description_hash(text))):
+            return text
+        matches = list(
+            conn.scalars(select(Description.text).where(func.trim(Description.text) == text.strip()).limit(2))
+        )
+    if len(matches) == 1:
+        return matches[0]
+    raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
+
+
+def correct(store: Store, description: str, label: str, who: str, note: str | None = None) -> None:
+    """A person's label for a description; from now on it wins over the model's."""
+    text = find_description(store, description)
+    add_correction(store, text, label, who, note, utcnow())
+
+
+def add_correction(store: Store, text: str, label: str, who: str, note: str | None, created_at: datetime) -> bool:
+    """Record a correction unless the same one (text, label, who, time) is already there."""
+    if label not in SERIES_LABELS:
+        raise ValueError(f"label {label!r} is not one of {', '.join(SERIES_LABELS)}")
+    with store.transaction() as conn:
+        description_id = store.description_id(conn, text)
+        same = select(Correction.id).where(
+            Correction.description_id == description_id,
+            Correction.label == label,
+            Correction.who == who,
+            Correction.created_at == created_at,
+        )
+        if conn.scalar(same) is not None:
+            return False
+        conn.execute(
+            insert(Correction).values(
+                description_id=description_id, label=label, who=who, note=note, created_at=created_at
+            )
+        )
+        return True
