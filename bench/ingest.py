@@ -184,8 +184,8 @@ def send_dcmtk(port: int, folders: list[list[Path]]) -> tuple[float, int, Counte
 
 def make_data(folder: Path, instances: int, rows: int) -> list[list[Path]]:
     """`instances` brain-MR images (studies of six series), split into PARALLEL folders."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from dicom_factory import brain_study, write_files
+    sys.path.insert(0, str(ROOT))
+    from tests.support.dicom_factory import brain_study, write_files
 
     per_study = 6 * 20
     datasets = []

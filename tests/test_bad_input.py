@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from dicom_factory import mr_instance, write_files
+from tests.support.dicom_factory import mr_instance, write_files
 from dicom_node.dicom.scp import StoreStatus
 from dicom_node.dicom.sender import echo, send_files
-from helpers_dicom import TIMEOUT, start_node, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
 
 LATIN_1 = "Séquence T1 Gd+ Schädel coronal"
 UTF_8 = "T1 轴位 增强 – Kopf äöü"

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydicom.uid import generate_uid
 
-from dicom_factory import brain_study, mr_instance, write_files
+from tests.support.dicom_factory import brain_study, mr_instance, write_files
 from dicom_node.dicom.sender import send_files
-from helpers_dicom import TIMEOUT, start_node, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
 
 SENDERS = 8
 

@@ -1,12 +1,11 @@
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from dicom_node.cli.main import cli
 from dicom_node.config import ConfigError, Settings, load_settings
+from tests.support.paths import ROOT
 
-DEFAULT_YAML = Path(__file__).parents[1] / "config" / "default.yaml"
+DEFAULT_YAML = ROOT / "config" / "default.yaml"
 
 
 def test_default_yaml_documents_the_built_in_defaults():

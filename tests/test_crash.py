@@ -14,10 +14,10 @@ import time
 import pydicom
 import yaml
 
-from dicom_factory import mr_instance, write_files
+from tests.support.dicom_factory import mr_instance, write_files
 from dicom_node.dicom.sender import send_files, wait_until_answering
 from dicom_node.store.database import Store
-from helpers_dicom import TIMEOUT, free_port, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, free_port, stored_instances
 
 INSTANCES, PER_SERIES = 1000, 10
 KILL_AFTER = 200  # acknowledged instances

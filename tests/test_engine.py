@@ -21,7 +21,7 @@ from slm.tasks import (
     label_pieces,
     no_finding,
 )
-from tests.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
+from tests.support.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
 
 TEXTS = DESCRIPTIONS + ["  sag T1 +C ", "", "Ｔ２　ＡＸ ÄÖ"]
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tiny_model import save_tiny_model
+from tests.support.tiny_model import save_tiny_model
 from training.evaluate import main, series_split
 from training.data import REAL_SERIES
 

@@ -14,8 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dicom_node.node import Node
 from dicom_node.store.database import Store, StoreError
-from helpers_dicom import KeywordHarmonizer, node_settings
-from test_store import record
+from tests.support.helpers_dicom import KeywordHarmonizer, node_settings, record
 
 WAITING = 12
 

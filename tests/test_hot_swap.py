@@ -5,16 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
-from dicom_factory import mr_instance
+from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
 
 from dicom_node.store import mappings as queries
 from dicom_node.models import registry
 from dicom_node.node import Node
-from helpers_dicom import TIMEOUT, node_settings
+from tests.support.helpers_dicom import TIMEOUT, node_settings
 from slm.engine import load_engine
-from tests.tiny_model import save_tiny_model
+from tests.support.tiny_model import save_tiny_model
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:

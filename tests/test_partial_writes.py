@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from helpers_dicom import start_node
+from tests.support.helpers_dicom import start_node
 
 
 def test_files_left_half_written_are_removed_at_start(tmp_path, caplog):

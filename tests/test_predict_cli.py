@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from dicom_node.cli.main import cli
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
-from tests.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
+from tests.support.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
 
 
 @pytest.fixture(scope="module")

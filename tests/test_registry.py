@@ -8,7 +8,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from dicom_factory import mr_instance
+from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import select
 
@@ -18,9 +18,9 @@ from dicom_node.cli.main import cli
 from dicom_node.node import Node
 from dicom_node.store.database import InstanceRecord, Store
 from dicom_node.store.tables import Promotion
-from helpers_dicom import node_settings
+from tests.support.helpers_dicom import node_settings
 from slm.engine import load_engine
-from tests.tiny_model import save_tiny_model
+from tests.support.tiny_model import save_tiny_model
 
 DESCRIPTIONS = ["t1_mprage_sag", "AX T2 FSE", "Ax FLAIR", "ep2d_diff_b1000 TRACEW", "dADC", "SWI_mIP", "Localizer",
                 "sag 3D T1 post", "cor t2 stir", "ax gre", "FIESTA", "perfusion"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,8 +12,8 @@ from dicom_node.cli.main import cli
 from dicom_node.reports.importers import import_reports
 from dicom_node.store.database import Store
 from dicom_node.store.tables import Report
+from tests.support.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 ORU = DATA / "oru_r01.hl7"
 SECTIONS = ("indication", "comparison", "findings", "impression")
 UNLINKED = "no Study Instance UID and no Accession Number to link it to its study"

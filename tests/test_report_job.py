@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dicom_factory import mr_instance, sr_instance, write_files
-from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
+from tests.support.dicom_factory import mr_instance, sr_instance, write_files
+from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from sqlalchemy import func, select, text
-from tiny_model import save_tiny_model
+from tests.support.tiny_model import save_tiny_model
 
 from dicom_node.models import registry
 from dicom_node.cli.main import cli
@@ -28,8 +28,7 @@ from dicom_node.store.database import ReportRecord, Store
 from dicom_node.store.tables import Report, ReportResult, utcnow
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from dicom_factory import mr_instance
+from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli

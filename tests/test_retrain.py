@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from dicom_factory import mr_instance
+from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.models import registry
@@ -28,7 +28,7 @@ from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples
 from training.retrain import NOTHING_TO_COMPARE, RetrainResult
-from tests.tiny_model import save_tiny_model
+from tests.support.tiny_model import save_tiny_model
 
 HOLDOUT = 0.9
 CORRECTED = "MY_PROTO_77 weird seq"  # a site's own name for a sequence, unlike any training description

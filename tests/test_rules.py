@@ -1,15 +1,15 @@
 """The rule-based harmonizer on cases worked out by hand, vendor by vendor, and on the real descriptions."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
 from slm.harmonizer import Prediction
 from slm.rules import CONFIDENCE, RuleHarmonizer, decide, normalize
 from slm.tasks import SERIES_LABELS
+from tests.support.paths import ROOT
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "series" / "real_public.csv"
+REAL = ROOT / ".." / "shared" / "data" / "series" / "real_public.csv"
 
 CASES = {
     "Siemens": [

@@ -19,7 +19,7 @@ from pynetdicom import AE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import Verification
 
-from dicom_factory import (
+from tests.support.dicom_factory import (
     brain_study,
     ct_instance,
     jpeg_baseline_undecodable,
@@ -30,7 +30,7 @@ from dicom_factory import (
 )
 from dicom_node.dicom.network import client_tls_context
 from dicom_node.dicom.sender import AssociationFailed, echo, open_association, send_files
-from helpers_dicom import TIMEOUT, start_node, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
 
 
 def statuses(outcomes):

@@ -11,12 +11,12 @@ from pydicom import dcmread
 from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, EnhancedSRStorage, ImplicitVRLittleEndian
 from sqlalchemy import select
 
-from dicom_factory import mr_instance, sr_container, sr_text, text_sr, write_files
+from tests.support.dicom_factory import mr_instance, sr_container, sr_text, text_sr, write_files
 from dicom_node.node import Node
 from dicom_node.dicom.sender import send_files
 from dicom_node.reports.sr import NotTextSR, report_from_sr
 from dicom_node.store.tables import Report
-from helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings, start_node, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings, start_node, stored_instances
 
 SUCCESS, OUT_OF_RESOURCES = 0x0000, 0xA700
 SECTIONS = ("indication", "comparison", "findings", "impression")

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from dicom_factory import mr_instance
+from tests.support.helpers_dicom import mr_dataset, record
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
@@ -20,18 +20,9 @@ from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import InstanceRecord, MissingTag, SchemaError, Store, UnknownDescription
 from slm.harmonizer import Prediction
+from tests.support.paths import DATA
 
-STORE_V1 = Path(__file__).parent / "data" / "store_v1.sql"
-
-
-def mr_dataset(sop="1.2.3.1", series="1.2.3.100", study="1.2.3", description="T1 MPRAGE SAG"):
-    ds = mr_instance(description, study_uid=study, series_uid=series, series_number=3, patient="Doe")
-    ds.SOPInstanceUID = sop
-    return ds
-
-
-def record(sop="1.2.3.1", series="1.2.3.100", study="1.2.3", description="T1 MPRAGE SAG") -> InstanceRecord:
-    return InstanceRecord.from_dataset(mr_dataset(sop, series, study, description), ExplicitVRLittleEndian)
+STORE_V1 = DATA / "store_v1.sql"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from slm.tasks import LABEL_KEYS, SERIES_LABELS, TASKS, encode_prompt, encode_target, target_pieces
 from training.data import OPENI, REAL_SERIES, Example
 from training.train import IGNORE, TrainConfig, collate, encode_example, load_config, train
-from tests.tiny_model import REPORTS, save_tiny_model
+from tests.support.tiny_model import REPORTS, save_tiny_model
 
 PRESETS = sorted(Path("config/training").glob("*.yaml"))
 DATA_PATHS = [f"data.openi={OPENI}", f"data.series_csv={REAL_SERIES}"]

@@ -2,7 +2,7 @@ import logging
 import time
 
 import pytest
-from dicom_factory import mr_instance
+from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.store import mappings as queries

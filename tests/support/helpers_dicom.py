@@ -1,16 +1,20 @@
-"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real SQLite store, a bound port."""
+"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real SQLite store, a bound port;
+and instance records as the SCP hands them to the store."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
+from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import select
 
 from dicom_node.config import Settings
 from dicom_node.node import Node
+from dicom_node.store.database import InstanceRecord
 from dicom_node.store.tables import Description, Instance, Series
 from slm.harmonizer import Prediction
+from tests.support.dicom_factory import mr_instance
 
 TIMEOUT = 10.0  # seconds any single DICOM exchange in a test may take
 
@@ -70,3 +74,13 @@ def stored_instances(node_or_store) -> dict:
     )
     with store.engine.connect() as conn:
         return {row.sop_instance_uid: row for row in conn.execute(query)}
+
+
+def mr_dataset(sop="1.2.3.1", series="1.2.3.100", study="1.2.3", description="T1 MPRAGE SAG"):
+    ds = mr_instance(description, study_uid=study, series_uid=series, series_number=3, patient="Doe")
+    ds.SOPInstanceUID = sop
+    return ds
+
+
+def record(sop="1.2.3.1", series="1.2.3.100", study="1.2.3", description="T1 MPRAGE SAG") -> InstanceRecord:
+    return InstanceRecord.from_dataset(mr_dataset(sop, series, study, description), ExplicitVRLittleEndian)
