@@ -14,7 +14,6 @@ from dicom_node.models import registry
 from dicom_node.node import Node
 from tests.support.helpers_dicom import TIMEOUT, node_settings
 from slm.engine import load_engine
-from tests.support.tiny_model import save_tiny_model
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
@@ -29,8 +28,8 @@ def mapped_by(store) -> dict[str, str | None]:
     return {m.description: m.model_version if m.status == "mapped" else None for m in queries.mappings(store.engine)}
 
 
-def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp_path):
-    folders = [save_tiny_model(tmp_path / name, seed=seed) for name, seed in (("v1", 0), ("v2", 1))]
+def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp_path, tiny_model_folders):
+    folders = tiny_model_folders
     v1 = load_engine(str(folders[0]), device="cpu")
     settings = node_settings(tmp_path, model={"device": "cpu"}, retraining={"follow_seconds": 0.1})
     with Node(settings, v1, v1) as node:
@@ -81,8 +80,8 @@ def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp
         assert node.model_version == v2
 
 
-def test_a_version_that_does_not_load_leaves_the_node_on_its_model(tmp_path, caplog):
-    folder = save_tiny_model(tmp_path / "v1")
+def test_a_version_that_does_not_load_leaves_the_node_on_its_model(tmp_path, caplog, tiny_model_folder):
+    folder = tiny_model_folder
     v1 = load_engine(str(folder), device="cpu")
     settings = node_settings(tmp_path, model={"device": "cpu"}, retraining={"follow_seconds": 0.1},
                              reports={"interval_seconds": 0})

@@ -21,14 +21,14 @@ from slm.tasks import (
     label_pieces,
     no_finding,
 )
-from tests.support.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
+from tests.support.tiny_model import DESCRIPTIONS, REPORTS
 
 TEXTS = DESCRIPTIONS + ["  sag T1 +C ", "", "Ｔ２　ＡＸ ÄÖ"]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def folder(tiny_model_folder):
+    return tiny_model_folder
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.support.tiny_model import save_tiny_model
 from training.evaluate import main, series_split
 from training.data import REAL_SERIES
 
@@ -29,8 +29,8 @@ def proportions(node, path=""):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    folder = save_tiny_model(tmp_path_factory.mktemp("tiny"))
+def tiny_model(tiny_model_folder, tmp_path_factory):
+    folder = shutil.copytree(tiny_model_folder, tmp_path_factory.mktemp("tiny") / "model")
     # A loss curve as training.train writes it, so the report draws training curves.
     with open(folder / "loss.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["step", "epoch", "split", "loss", "lr"])

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from slm.tasks import LABEL_KEYS, SERIES_LABELS, TASKS, encode_prompt, encode_target, target_pieces
 from training.data import OPENI, REAL_SERIES, Example
 from training.train import IGNORE, TrainConfig, collate, encode_example, load_config, train
-from tests.support.tiny_model import REPORTS, save_tiny_model
+from tests.support.tiny_model import REPORTS
 
 PRESETS = sorted(Path("config/training").glob("*.yaml"))
 DATA_PATHS = [f"data.openi={OPENI}", f"data.series_csv={REAL_SERIES}"]
@@ -19,8 +19,8 @@ NEGATIVE = {key: "No" for key in LABEL_KEYS}
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("base") / "opt-tiny")
+def base(tiny_model_folder):
+    return tiny_model_folder
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from click.testing import CliRunner
 from dicom_node.cli.main import cli
 from slm.engine import load_engine
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
-from tests.support.tiny_model import DESCRIPTIONS, REPORTS, save_tiny_model
+from tests.support.tiny_model import DESCRIPTIONS, REPORTS
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def folder(tiny_model_folder):
+    return tiny_model_folder
 
 
 @pytest.fixture(scope="module")

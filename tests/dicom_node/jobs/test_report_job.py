@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from tests.support.dicom_factory import mr_instance, sr_instance, write_files
 from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from sqlalchemy import func, select, text
-from tests.support.tiny_model import save_tiny_model
 
 from dicom_node.models import registry
 from dicom_node.cli.main import cli
@@ -32,8 +31,8 @@ from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+def model_folder(tiny_model_folder) -> Path:
+    return tiny_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +88,6 @@ def results(store: Store) -> list:
 def report_rows(store: Store) -> dict:
     with store.engine.connect() as conn:
         return {row.report_key: row for row in conn.execute(select(Report))}
-
-
-@pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
 
 
 def test_reports_get_labels_and_an_impression_with_the_model_version(url, tiny):
@@ -264,8 +258,8 @@ def test_process_without_a_model_is_a_clear_error(tmp_path):
     assert "Error: no model to process reports with" in result.output and "Traceback" not in result.output
 
 
-def test_process_uses_the_registrys_active_version(tmp_path, model_folder, tiny):
-    promoted_folder = save_tiny_model(tmp_path / "promoted", seed=1)
+def test_process_uses_the_registrys_active_version(tmp_path, model_folder, tiny, tiny_model_folders):
+    promoted_folder = tiny_model_folders[1]
     promoted = load_engine(str(promoted_folder), impression_max_tokens=8).version
     store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
     add_reports(store, 2)

@@ -1,7 +1,6 @@
 import logging
 import time
 
-import pytest
 from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -50,11 +49,6 @@ def receive(store: Store, *descriptions: str) -> None:
 
 def labels(store: Store) -> dict[str, str | None]:
     return {m.description: m.label for m in queries.mappings(store.engine)}
-
-
-@pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
 
 
 def test_run_once_maps_queued_descriptions_in_batches(url):

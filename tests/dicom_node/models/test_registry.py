@@ -16,21 +16,13 @@ from dicom_node.store import mappings as queries
 from dicom_node.models import registry
 from dicom_node.cli.main import cli
 from dicom_node.node import Node
-from dicom_node.store.database import InstanceRecord, Store
+from dicom_node.store.database import InstanceRecord
 from dicom_node.store.tables import Promotion
 from tests.support.helpers_dicom import node_settings
 from slm.engine import load_engine
-from tests.support.tiny_model import save_tiny_model
 
 DESCRIPTIONS = ["t1_mprage_sag", "AX T2 FSE", "Ax FLAIR", "ep2d_diff_b1000 TRACEW", "dADC", "SWI_mIP", "Localizer",
                 "sag 3D T1 post", "cor t2 stir", "ax gre", "FIESTA", "perfusion"]
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    yield store
-    store.close()
 
 
 def register_three(store):
@@ -131,8 +123,8 @@ def model_labels(store) -> dict[str, tuple[str | None, str | None]]:
     return {m.description: (m.model_label, m.model_version) for m in found}
 
 
-def test_rollback_restores_the_previous_versions_predictions(tmp_path):
-    folders = [save_tiny_model(tmp_path / name, seed=seed) for name, seed in (("v1", 0), ("v2", 1))]
+def test_rollback_restores_the_previous_versions_predictions(tmp_path, tiny_model_folders):
+    folders = tiny_model_folders
     v1, v2 = (load_engine(str(folder), device="cpu") for folder in folders)
     expected = {engine.version: dict(zip(DESCRIPTIONS, (p.label for p in engine.harmonize(DESCRIPTIONS))))
                 for engine in (v1, v2)}

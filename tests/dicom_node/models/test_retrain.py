@@ -28,7 +28,6 @@ from slm.engine import load_engine
 from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples
 from training.retrain import NOTHING_TO_COMPARE, RetrainResult
-from tests.support.tiny_model import save_tiny_model
 
 HOLDOUT = 0.9
 CORRECTED = "MY_PROTO_77 weird seq"  # a site's own name for a sequence, unlike any training description
@@ -41,7 +40,7 @@ RECIPE = {  # over config/training/tiny.yaml
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, tiny_model_folder):
     """A store, a configuration naming an untrained tiny model as model.path, and `slmnode` on them."""
     folder = tmp_path_factory.mktemp("retrain")
     recipe = yaml.safe_load(open("config/training/tiny.yaml"))
@@ -50,7 +49,7 @@ def site(tmp_path_factory):
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     config = {
         "store": {"url": f"sqlite:///{folder / 'store.sqlite'}"},
-        "model": {"path": str(save_tiny_model(folder / "configured")), "device": "cpu"},
+        "model": {"path": str(tiny_model_folder), "device": "cpu"},
         "retraining": {"recipe": str(folder / "recipe.yaml"), "models_folder": str(folder / "models"),
                        "corrections_weight": 30.0, "eval_limit": 60},
     }

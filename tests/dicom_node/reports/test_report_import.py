@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -18,13 +17,6 @@ ORU = DATA / "oru_r01.hl7"
 SECTIONS = ("indication", "comparison", "findings", "impression")
 UNLINKED = "no Study Instance UID and no Accession Number to link it to its study"
 ORU_STUDY = "1.2.840.113619.2.55.3.2831164355.761.1718092800.1"
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    yield store
-    store.close()
 
 
 def stored(store) -> dict:

@@ -19,13 +19,6 @@ from tests.support.helpers_dicom import KeywordHarmonizer, node_settings, record
 WAITING = 12
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    yield store
-    store.close()
-
-
 def commits_of(store: Store) -> list:
     """A list that grows by one at every transaction the store commits."""
     commits = []

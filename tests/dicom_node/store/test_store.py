@@ -25,13 +25,6 @@ from tests.support.paths import DATA
 STORE_V1 = DATA / "store_v1.sql"
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    yield store
-    store.close()
-
-
 def test_from_dataset_reads_tags_and_leaves_patient_out():
     rec = InstanceRecord.from_dataset(mr_dataset(description="  t2 tse  "), ExplicitVRLittleEndian)
     assert rec.sop_instance_uid == "1.2.3.1" and rec.series_uid == "1.2.3.100" and rec.study_uid == "1.2.3"
