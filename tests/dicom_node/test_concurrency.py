@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from pydicom.uid import generate_uid
 
 from tests.support.dicom_factory import brain_study, mr_instance, write_files
@@ -14,6 +15,7 @@ from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
 SENDERS = 8
 
 
+@pytest.mark.slow  # eight senders for about a second, then the queue drains
 def test_eight_senders_at_once_store_every_instance(tmp_path):
     shared_study, shared_series = generate_uid(), generate_uid()
     batches = []

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pydicom
+import pytest
 import yaml
 
 from tests.support.dicom_factory import mr_instance, write_files
@@ -55,6 +56,7 @@ def wait_for(condition, seconds):
     return condition()
 
 
+@pytest.mark.slow  # a node in its own process, 1,000 instances, a kill and a restart
 def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
     port = free_port()
     datasets = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
@@ -28,6 +29,7 @@ def mapped_by(store) -> dict[str, str | None]:
     return {m.description: m.model_version if m.status == "mapped" else None for m in queries.mappings(store.engine)}
 
 
+@pytest.mark.slow  # sends until the running node has switched models
 def test_a_promotion_reaches_a_running_node_without_dropping_the_association(tmp_path, tiny_model_folders):
     folders = tiny_model_folders
     v1 = load_engine(str(folders[0]), device="cpu")

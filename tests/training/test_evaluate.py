@@ -40,6 +40,7 @@ def tiny_model(tiny_model_folder, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # the whole report: every figure of three tasks, and its plots
 def test_report_end_to_end(tiny_model, tmp_path):
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["--model", str(tiny_model), "--limit", "3", "--out", str(out), "--device", "cpu",

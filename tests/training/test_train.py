@@ -82,6 +82,7 @@ def test_overlong_input_loses_its_start_never_the_target(tokenizer):
     assert encode_example(tokenizer, Example("label", long_report, NEGATIVE), len(empty_prompt) + len(target) - 1) is None
 
 
+@pytest.mark.slow  # loads and fine-tunes the shipped model
 def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
     """`base: embedded` (the retraining recipe's) fine-tunes the shipped model in full, wherever the command runs."""
     from slm.engine import load_engine
@@ -113,6 +114,7 @@ def test_tiny_lora_trains_saves_and_serves_all_three_tasks(base, tmp_path):
     assert all(isinstance(text, str) for text in engine.impression(REPORTS[:2]))
 
 
+@pytest.mark.slow  # three short training runs
 def test_resume_continues_where_the_checkpoint_stopped(tmp_path):
     straight = train(tiny(tmp_path / "straight"))
     stopped = train(tiny(tmp_path / "resumed", "max_steps=2"))
@@ -143,6 +145,7 @@ def test_scratch_model_saves_fp16_weights_once_and_loads_in_fp32(tmp_path):
     assert (out / "loss.png").stat().st_size > 0 and (out / "tokenizer.json").is_file()
 
 
+@pytest.mark.slow  # two epochs, each with a dev pass
 def test_dev_loss_is_recorded_after_each_epoch(tmp_path):
     out = train(tiny(tmp_path, "max_steps=null", "data.limit_per_task=2", "batch_size=2", "grad_accum=1"))
     rows = loss_rows(out)

@@ -174,6 +174,7 @@ def test_a_dead_runners_claims_expire(url, tiny):
     assert processed == 3 and len(results(store)) == 3
 
 
+@pytest.mark.slow  # sleeps through two retry delays
 def test_a_report_that_breaks_the_model_is_retried_with_backoff(url, tiny, caplog):
     store = Store(url)
     add_reports(store, 4)
@@ -289,6 +290,7 @@ def test_the_node_runs_the_job_on_schedule(tmp_path, tiny):
         assert wait_for(lambda: len(results(node.store)) == 5)
 
 
+@pytest.mark.slow  # a second of steady ingest before the job may start
 def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
     """While instances keep arriving the job starts no batch; once ingest is quiet it does the backlog."""
     engine = CountingEngine(tiny)
@@ -313,6 +315,7 @@ def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
         assert node.store.count_instances() == 40
 
 
+@pytest.mark.slow  # a slow engine works in a node until it stops
 def test_a_node_stops_cleanly_in_the_middle_of_a_long_run(tmp_path, tiny, caplog):
     class SlowEngine(CountingEngine):
         def label(self, texts):
@@ -346,6 +349,7 @@ def stored_job(tmp_path) -> tuple:
     return rows
 
 
+@pytest.mark.slow  # three node starts and stops
 def test_the_schedule_persists_across_a_restart(tmp_path, tiny):
     settings = node_settings(tmp_path, reports={"interval_seconds": 3600})
     with Node(settings, KeywordHarmonizer(), engine=tiny):
@@ -365,6 +369,7 @@ def test_the_schedule_persists_across_a_restart(tmp_path, tiny):
     assert rescheduled < next_run - 3000  # a new interval replaces the stored job
 
 
+@pytest.mark.slow  # waits out a two-second interval
 def test_a_run_missed_while_no_node_was_up_comes_at_the_next_start(tmp_path, tiny):
     settings = node_settings(tmp_path, reports={"interval_seconds": 2})
     with Node(settings, KeywordHarmonizer(), engine=tiny):

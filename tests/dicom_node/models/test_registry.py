@@ -123,6 +123,7 @@ def model_labels(store) -> dict[str, tuple[str | None, str | None]]:
     return {m.description: (m.model_label, m.model_version) for m in found}
 
 
+@pytest.mark.slow  # a node, two models, a promotion, a rollback and reharmonizing after each
 def test_rollback_restores_the_previous_versions_predictions(tmp_path, tiny_model_folders):
     folders = tiny_model_folders
     v1, v2 = (load_engine(str(folder), device="cpu") for folder in folders)

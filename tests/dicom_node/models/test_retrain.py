@@ -68,6 +68,7 @@ def harmonize(registered, settings, text: str) -> str:
     return registry.load_version(registered, settings.model).harmonize([text])[0].label
 
 
+@pytest.mark.slow  # trains and judges a model
 def test_corrections_change_predictions_after_retraining(site):
     folder, store, settings, slmnode = site
     configured = load_engine(settings.model.path, device="cpu")
@@ -95,6 +96,7 @@ def test_corrections_change_predictions_after_retraining(site):
     assert not (version_folder / "checkpoint").exists()
 
 
+@pytest.mark.slow  # trains and judges one or two models
 def test_the_gate_refuses_a_model_trained_on_poisoned_data(site, tmp_path):
     folder, store, settings, slmnode = site
     if registry.active(store) is None:  # run alone: first a version trained on clean data
@@ -132,6 +134,7 @@ def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
     assert (sorted((folder / "models").iterdir()) if (folder / "models").exists() else []) == before
 
 
+@pytest.mark.slow  # trains and judges a model in a running node
 def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, caplog):
     folder, store, settings, slmnode = site
     caplog.set_level(logging.INFO, logger="dicom_node.node")

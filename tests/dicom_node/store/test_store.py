@@ -167,6 +167,7 @@ def test_two_stores_on_one_file_write_at_once(tmp_path):
     assert stores[0].count_instances() == 200
 
 
+@pytest.mark.slow  # sleeps through three retry delays
 def test_queue_predictions_and_failures(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
     store.record_instance(record("1.2", series="9.2", description="ep2d_diff"))
