@@ -49,7 +49,6 @@ from dicom_node.store.reports import record_report
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' dicom_factory and store_counts serve the benchmark too
 
 
 # ---- receivers ----------------------------------------------------------------------------------
@@ -117,7 +116,7 @@ class Receiver:
         """Instances the node's store holds after a run (None for receivers without a store)."""
         if self.kind != "node":
             return None
-        from store_counts import count_instances
+        from tests.support.store_counts import count_instances
 
         store = Store(f"sqlite:///{workdir / 'node.sqlite'}")
         try:
@@ -189,7 +188,7 @@ def send_dcmtk(port: int, folders: list[list[Path]]) -> tuple[float, int, Counte
 
 def make_data(folder: Path, instances: int, rows: int) -> list[list[Path]]:
     """`instances` brain-MR images (studies of six series), split into PARALLEL folders."""
-    from dicom_factory import brain_study, write_files
+    from tests.support.dicom_factory import brain_study, write_files
 
     per_study = 6 * 20
     datasets = []

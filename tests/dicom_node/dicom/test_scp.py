@@ -1,0 +1,252 @@
+"""The node's DICOM service over real associations on 127.0.0.1: what arrives is what the store holds."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+from pathlib import Path
+
+import pydicom
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+from pynetdicom import AE
+from pynetdicom.dsutils import split_dataset
+from pynetdicom.sop_class import Verification
+
+from tests.support.dicom_factory import (
+    brain_study,
+    ct_instance,
+    jpeg_baseline_undecodable,
+    mr_instance,
+    rle_compressed,
+    sr_instance,
+    write_files,
+)
+from dicom_node.dicom.network import client_tls_context
+from dicom_node.dicom.sender import AssociationFailed, echo, open_association, send_files
+from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
+from tests.support.store_counts import count_series, count_studies
+
+
+def statuses(outcomes):
+    return [outcome.status for outcome in outcomes]
+
+
+def test_mr_study_with_ct_and_sr_is_stored(tmp_path):
+    study = brain_study(images_per_series=2)
+    others = [ct_instance(study_uid=study[0].StudyInstanceUID), sr_instance(study_uid=study[0].StudyInstanceUID)]
+    paths = write_files(study + others, tmp_path / "in")
+    with start_node(tmp_path) as node:
+        assert echo("127.0.0.1", node.port, timeout=TIMEOUT) == 0x0000
+        assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000] * len(paths)
+        stored = stored_instances(node)
+        assert count_studies(node.store) == 1
+        assert count_series(node.store) == 8
+    assert {uid: (row.description, row.modality) for uid, row in stored.items()} == {
+        ds.SOPInstanceUID: (ds.SeriesDescription, ds.Modality) for ds in study + others
+    }
+    assert {row.file_path for row in stored.values()} == {None}  # metadata mode writes no file
+
+
+def test_compressed_and_deflated_syntaxes_are_stored_without_decoding_pixels(tmp_path):
+    deflated = mr_instance("t2_tse_tra_deflated")
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    datasets = [rle_compressed(mr_instance("t1_rle")), jpeg_baseline_undecodable(mr_instance("t1_jpeg")), deflated]
+    paths = write_files(datasets, tmp_path / "in")
+    with start_node(tmp_path) as node:
+        assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000] * 3
+        stored = stored_instances(node)
+    assert {uid: (row.description, row.transfer_syntax) for uid, row in stored.items()} == {
+        datasets[0].SOPInstanceUID: ("t1_rle", RLELossless),
+        datasets[1].SOPInstanceUID: ("t1_jpeg", JPEGBaseline8Bit),
+        datasets[2].SOPInstanceUID: ("t2_tse_tra_deflated", DeflatedExplicitVRLittleEndian),
+    }
+
+
+def test_files_mode_keeps_each_instance_byte_for_byte(tmp_path):
+    datasets = brain_study(images_per_series=1)[:2] + [rle_compressed(mr_instance("t1_rle"))]
+    paths = write_files(datasets, tmp_path / "in")
+    with start_node(tmp_path, storage={"mode": "files"}) as node:
+        assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000] * 3
+        stored = stored_instances(node)
+    for ds, sent in zip(datasets, paths):
+        kept = (tmp_path / "received").joinpath(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID + ".dcm")
+        assert stored[ds.SOPInstanceUID].file_path == str(kept)
+        assert dataset_bytes(kept) == dataset_bytes(sent)  # the file meta is the node's own
+        assert pydicom.dcmread(kept).SOPInstanceUID == ds.SOPInstanceUID
+    assert not list((tmp_path / "received").rglob("*.tmp"))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_hostile_uids_cannot_write_outside_the_storage_folder(tmp_path):
+    ds = mr_instance()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "..", "../../etc", "/x/../passwd"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    paths = write_files([ds], tmp_path / "in")
+    with start_node(tmp_path, storage={"mode": "files"}) as node:
+        assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000]
+        (row,) = stored_instances(node).values()
+    received = (tmp_path / "received").resolve()
+    assert Path(row.file_path).resolve().parent.parent.parent == received
+    assert [p.resolve() for p in tmp_path.rglob("*.dcm") if not p.is_relative_to(tmp_path / "in")] == [
+        Path(row.file_path).resolve()
+    ]
+
+
+def dataset_bytes(path):
+    """A DICOM file's encoded dataset, after its preamble and file meta."""
+    _, offset = split_dataset(path)
+    return path.read_bytes()[offset:]
+
+
+def rejection(assoc):
+    """(result, source, diagnostic) of an A-ASSOCIATE-RJ."""
+    primitive = assoc.acceptor.primitive
+    return primitive.result, primitive.result_source, primitive.diagnostic
+
+
+def associate(port, calling_aet="SCANNER1", tls=None):
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
+    ae.add_requested_context(Verification)
+    return ae.associate("127.0.0.1", port, tls_args=tls)
+
+
+def test_calling_ae_not_on_the_allow_list_is_rejected_with_that_reason(tmp_path):
+    with start_node(tmp_path, dicom={"allowed_calling_aes": ["SCANNER1", "PACS"]}) as node:
+        refused = associate(node.port, calling_aet="INTRUDER")
+        assert refused.is_rejected
+        assert rejection(refused) == (0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognized
+        allowed = associate(node.port, calling_aet="SCANNER1")
+        assert allowed.is_established
+        allowed.release()
+
+
+def test_source_address_not_on_the_allow_list_is_rejected(tmp_path):
+    with start_node(tmp_path, dicom={"allowed_addresses": ["10.1.2.3"]}) as node:
+        refused = associate(node.port)
+        assert refused.is_rejected
+        assert rejection(refused) == (0x01, 0x01, 0x01)  # permanent, service user, no reason given
+    with start_node(tmp_path, dicom={"allowed_addresses": ["127.0.0.1"]}) as node:
+        allowed = associate(node.port)
+        assert allowed.is_established
+        allowed.release()
+
+
+def test_associations_beyond_the_maximum_are_rejected_transiently(tmp_path):
+    with start_node(tmp_path, dicom={"max_associations": 1}) as node:
+        first = associate(node.port)
+        assert first.is_established
+        second = associate(node.port)
+        assert rejection(second) == (0x02, 0x03, 0x02)  # transient, presentation, local limit exceeded
+        first.release()
+
+
+def test_both_ends_set_tcp_nodelay(tmp_path):
+    with start_node(tmp_path) as node:
+        ae = AE(ae_title="SCANNER1")
+        ae.add_requested_context(Verification)
+        assoc = open_association(ae, "127.0.0.1", node.port, "SLMNODE")
+        (served,) = node.server.active_associations
+        for end in (assoc, served):
+            assert end.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assoc.release()
+
+
+# ---- TLS, with certificates made here -----------------------------------------------------------
+
+
+def _certificate(folder, name, issuer=None, ca=False):
+    """An EC key and a certificate for `name` (SAN 127.0.0.1), self-signed or signed by `issuer`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_cert, issuer_key = issuer or (None, key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject if issuer_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert, key, str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca_cert, ca_key, ca_path, _ = _certificate(tmp_path, "test-ca", ca=True)
+    _, _, server_cert, server_key = _certificate(tmp_path, "node", issuer=(ca_cert, ca_key))
+    _, _, client_cert, client_key = _certificate(tmp_path, "scanner", issuer=(ca_cert, ca_key))
+    return {"ca": ca_path, "server": (server_cert, server_key), "client": (client_cert, client_key)}
+
+
+def test_tls_association_with_client_certificates(tmp_path, pki):
+    tls = {
+        "enabled": True,
+        "certificate": pki["server"][0],
+        "private_key": pki["server"][1],
+        "ca_certificates": pki["ca"],
+        "verify_clients": True,
+    }
+    paths = write_files([mr_instance("t1_over_tls")], tmp_path / "in")
+    with start_node(tmp_path, dicom={"tls": tls}) as node:
+        client = client_tls_context(pki["ca"], *pki["client"])
+        assert echo("127.0.0.1", node.port, tls=(client, "127.0.0.1"), timeout=TIMEOUT) == 0x0000
+        outcomes = send_files("127.0.0.1", node.port, paths, tls=(client, "127.0.0.1"), timeout=TIMEOUT)
+        assert statuses(outcomes) == [0x0000]
+        assert [row.description for row in stored_instances(node).values()] == ["t1_over_tls"]
+
+        without_certificate = client_tls_context(pki["ca"])
+        with pytest.raises(AssociationFailed):
+            echo("127.0.0.1", node.port, tls=(without_certificate, "127.0.0.1"), timeout=TIMEOUT)
+        with pytest.raises(AssociationFailed):  # plain TCP to a TLS port
+            echo("127.0.0.1", node.port, timeout=TIMEOUT)
+        untrusted = client_tls_context()  # the system's CAs do not know the test CA
+        with pytest.raises(AssociationFailed):
+            echo("127.0.0.1", node.port, tls=(untrusted, "127.0.0.1"), timeout=TIMEOUT)
+    assert isinstance(client, ssl.SSLContext)
+
+
+def test_echo_and_send_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from dicom_node.cli.main import cli
+
+    paths = write_files([mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut")], tmp_path / "in")
+    paths[2].write_bytes(paths[2].read_bytes()[:-10])
+    (tmp_path / "in" / "README.txt").write_text("not DICOM")
+    runner = CliRunner()
+    with start_node(tmp_path, dicom={"allowed_calling_aes": ["SLMSCU"]}) as node:
+        port = str(node.port)
+        echoed = runner.invoke(cli, ["echo", "127.0.0.1", port])
+        sent = runner.invoke(cli, ["send", "127.0.0.1", port, str(tmp_path / "in")])
+        refused = runner.invoke(cli, ["send", "--aet", "INTRUDER", "127.0.0.1", port, str(paths[0])])
+        stored = stored_instances(node)
+    assert (echoed.exit_code, echoed.output) == (0, f"C-ECHO ANY-SCP at 127.0.0.1:{port}: Success\n")
+    assert sent.exit_code == 1
+    assert f"{paths[2]}: Failure 0xC210 (Cannot Understand)" in sent.output
+    assert sent.output.endswith(
+        f"4 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
+        "1 skipped (not DICOM instances)\n"
+    )
+    assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
+    assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output

@@ -1,0 +1,167 @@
+"""Retraining from corrections with `slmnode models retrain`, on tiny models trained in seconds.
+
+The recipe is harmonization only, on the real descriptions with 90 % held out: the training part
+is some 43 descriptions, which a tiny model learns in a few seconds on one thread; the dev part
+judges the versions. A correction is learned; a model trained on poisoned data is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from tests.support.dicom_factory import mr_instance
+from pydicom.uid import ExplicitVRLittleEndian
+
+from dicom_node.models import registry
+from dicom_node.models import choose
+from dicom_node.cli.main import cli
+from dicom_node.config import Settings, load_settings
+from dicom_node.node import Node
+from dicom_node.dicom.header import InstanceRecord
+from dicom_node.store.database import Store
+from slm.engine import load_engine
+from slm.tasks import SERIES_LABELS
+from training.data import REAL_SERIES, series_examples
+from dicom_node.models.retrain import RetrainResult
+from training.gate import NOTHING_TO_COMPARE
+
+HOLDOUT = 0.9
+CORRECTED = "MY_PROTO_77 weird seq"  # a site's own name for a sequence, unlike any training description
+RECIPE = {  # over config/training/tiny.yaml
+    "data": {"tasks": ["harmonize"], "openi": None, "series_csv": str(REAL_SERIES), "series_holdout": HOLDOUT,
+             "series_generated": 0, "limit_per_task": None},
+    "max_length": 160, "epochs": 12, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": 1.0e-2,
+    "warmup_steps": 5, "dev_loss": False, "save_every": 0, "log_every": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_model_folder):
+    """A store, a configuration naming an untrained tiny model as model.path, and `slmnode` on them."""
+    folder = tmp_path_factory.mktemp("retrain")
+    recipe = yaml.safe_load(open("config/training/tiny.yaml"))
+    recipe["data"].update(RECIPE["data"])
+    recipe.update({k: v for k, v in RECIPE.items() if k != "data"})
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    config = {
+        "store": {"url": f"sqlite:///{folder / 'store.sqlite'}"},
+        "model": {"path": str(tiny_model_folder), "device": "cpu"},
+        "retraining": {"recipe": str(folder / "recipe.yaml"), "models_folder": str(folder / "models"),
+                       "corrections_weight": 30.0, "eval_limit": 60},
+    }
+    (folder / "node.yaml").write_text(yaml.safe_dump(config))
+    store = Store(config["store"]["url"])
+    store.record_instance(InstanceRecord.from_dataset(mr_instance(CORRECTED), ExplicitVRLittleEndian))
+
+    def slmnode(*args):
+        return CliRunner().invoke(cli, ["--config", str(folder / "node.yaml"), *map(str, args)])
+
+    yield folder, store, load_settings(folder / "node.yaml"), slmnode
+    store.close()
+
+
+def harmonize(registered, settings, text: str) -> str:
+    return choose.load(choose.Choice.of(registered, settings.model)).harmonize([text])[0].label
+
+
+@pytest.mark.slow  # trains and judges a model
+def test_corrections_change_predictions_after_retraining(site):
+    folder, store, settings, slmnode = site
+    configured = load_engine(settings.model.path, device="cpu")
+    before = configured.harmonize([CORRECTED])[0].label
+    correction = next(label for label in ("SWI", "ADC") if label != before)
+    assert slmnode("correct", CORRECTED, correction, "--who", "ana").exit_code == 0
+
+    result = slmnode("models", "retrain")
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert f"current:   {configured.version}" in result.output
+    assert "corrections_accuracy    0.000    1.000" in result.output and "gate passed" in result.output
+    active = registry.active(store)
+    after = harmonize(active, settings, CORRECTED)
+    print(f"{CORRECTED!r}: {before} before retraining ({configured.version}), corrected to {correction}, "
+          f"{after} after ({active.version})")
+    assert after == correction != before
+
+    # The configured model was registered and promoted first, so a rollback has somewhere to go.
+    first, candidate = registry.versions(store)
+    assert (first.version, first.path, first.active) == (configured.version, settings.model.path, False)
+    assert candidate.active and candidate.metrics["gate"]["passed"] and candidate.metrics["corrections"] == 1
+    version_folder = folder / "models" / candidate.path.rsplit("/", 1)[-1]
+    assert (version_folder / "corrections.csv").read_text().startswith("description,label,who,note,created_at")
+    assert not (version_folder / "checkpoint").exists()
+
+
+@pytest.mark.slow  # trains and judges one or two models
+def test_the_gate_refuses_a_model_trained_on_poisoned_data(site, tmp_path):
+    folder, store, settings, slmnode = site
+    if registry.active(store) is None:  # run alone: first a version trained on clean data
+        assert slmnode("models", "retrain").exit_code == 0
+    clean = registry.active(store)
+    # Poison: every training description once more, with the next label (T1 -> T2, ..., Other -> T1), twice.
+    rotated = dict(zip(SERIES_LABELS, SERIES_LABELS[1:] + SERIES_LABELS[:1]))
+    poison = tmp_path / "poison.csv"
+    with open(poison, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["description", "label", "who", "note", "created_at"])
+        for example in series_examples(REAL_SERIES, "train", HOLDOUT):
+            writer.writerow([example.text, rotated[example.answer], "mallory", "", "2025-01-01T00:00:00+00:00"])
+
+    result = slmnode("models", "retrain", f"data.corrections=[{poison}]", "data.corrections_weight=2")
+    print(result.output)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "gate refused: harmonization_accuracy" in result.output and "REFUSED" in result.output
+    poisoned = registry.versions(store)[-1]
+    assert not poisoned.active and not poisoned.metrics["gate"]["passed"]
+    figures = poisoned.metrics["figures"]["harmonization_accuracy"], clean.metrics["figures"]["harmonization_accuracy"]
+    assert figures[0] < figures[1]
+    assert registry.active(store).version == clean.version
+    listed = json.loads(slmnode("models", "list", "--format", "json").output)
+    assert [(v["version"], v["active"]) for v in listed][-2:] == [(clean.version, True), (poisoned.version, False)]
+
+
+def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
+    folder, store, settings, slmnode = site
+    before = sorted((folder / "models").iterdir()) if (folder / "models").exists() else []
+    typo = slmnode("models", "retrain", "epoch=3")
+    assert typo.exit_code == 1 and "epoch" in typo.output and "Traceback" not in typo.output
+    missing = slmnode("models", "retrain", "data.series_csv=/nowhere/series.csv")
+    assert missing.exit_code == 1 and "/nowhere/series.csv" in missing.output and "Traceback" not in missing.output
+    assert (sorted((folder / "models").iterdir()) if (folder / "models").exists() else []) == before
+
+
+@pytest.mark.slow  # trains and judges a model in a running node
+def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, caplog):
+    folder, store, settings, slmnode = site
+    caplog.set_level(logging.INFO, logger="dicom_node.node")
+    config = yaml.safe_load((folder / "node.yaml").read_text())
+    config["dicom"] = {"bind_address": "127.0.0.1", "port": 0}
+    config["reports"] = {"interval_seconds": 0}
+    config["retraining"].update(schedule="0 3 * * 6", follow_seconds=0.1,
+                                gate={"max_drop": {"harmonization_accuracy": 1.0, "corrections_accuracy": 1.0}})
+    settings = Settings.model_validate(config)
+    running = registry.active(store)
+    engine = choose.load(choose.Choice.of(running, settings.model)) if running else load_engine(settings.model.path)
+    with Node(settings, engine, engine) as node:
+        job = node.scheduler.scheduler.get_job("retrain")
+        assert str(job.trigger) == "cron[month='*', day='*', day_of_week='6', hour='3', minute='0']"
+        node.retrain()  # what the schedule runs, without waiting for Saturday
+        newest = registry.versions(store)[-1]
+        assert f"scheduled retraining: {newest.version} promoted" in caplog.text
+        assert newest.active and newest.version != engine.version
+        deadline = time.monotonic() + 20
+        while node.model_version != newest.version:
+            assert time.monotonic() < deadline, "the node did not follow the scheduled promotion"
+            time.sleep(0.05)
+
+
+def test_no_figure_to_compare_is_no_pass():
+    result = RetrainResult("v1", "v2", Path("models/v2"), 0, [], {}, {}, promoted=False)
+    assert not result.passed and result.reasons == [NOTHING_TO_COMPARE]
