@@ -38,18 +38,19 @@ RETRAIN_JOB_ID = "retrain"
 class Node:
     """Store + worker + SCP + scheduled jobs. Use as a context manager; `port` is the port actually bound.
 
-    `model` (an slm.engine.Engine) labels reports and writes their impressions; without it reports
-    wait. A node with a model also follows the model registry: every retraining.follow_seconds it
-    switches to a newly promoted (or rolled back) version, see follow_registry.
+    `model` (an slm.engine.Engine) labels reports and writes their impressions, or `reader` does where
+    it is given (choose.pick_reader: the rule labeler's labels with the model's impressions); without
+    a model reports wait. A node with a model also follows the model registry: every
+    retraining.follow_seconds it switches to a newly promoted (or rolled back) version, see follow_registry.
     """
 
-    def __init__(self, settings: Settings, harmonizer: Harmonizer, model=None):
+    def __init__(self, settings: Settings, harmonizer: Harmonizer, model=None, reader=None):
         self.settings = settings
         self.harmonizer = harmonizer
         self.store = Store(settings.store.url, synchronous=settings.store.synchronous)
         self.worker = HarmonizationWorker(self.store, harmonizer, settings.harmonizer)
         self.scheduler = NodeScheduler(settings.store.url)
-        self.report_job = self._report_job(model)
+        self.report_job = self._report_job(reader or model)
         self.model_version = (model or harmonizer).version  # what follow_registry compares with the registry
         if model is not None and (harmonizer is model or self.report_job is not None):
             # A node that runs a model follows the registry's promotions and rollbacks.
@@ -82,17 +83,18 @@ class Node:
         quiet = self.settings.reports.ingest_quiet_seconds
         return quiet > 0 and time.monotonic() - self.store.last_instance_at < quiet
 
-    def use_model(self, model) -> None:
-        """Run `model` from now on: the worker's next batch harmonizes with it (unless harmonizer.kind is
-        rules), the report job's next run labels with it. Associations go on: the C-STORE handler never
-        calls the model."""
+    def use_model(self, model, harmonizer: Harmonizer | None = None, reader=None) -> None:
+        """Run `model` from now on: the worker's next batch harmonizes with `harmonizer` (default the
+        model, unless harmonizer.kind is rules), the report job's next run reads with `reader` (default the
+        model). Associations go on: the C-STORE handler never calls the model."""
         if self.settings.harmonizer.kind != "rules":
-            self.harmonizer = self.worker.harmonizer = model
+            self.harmonizer = self.worker.harmonizer = harmonizer or model
+        reader = reader or model
         if self.report_job is None:
-            self.report_job = self._report_job(model)  # no model at start: reports get one now
+            self.report_job = self._report_job(reader)  # no model at start: reports get one now
         else:
             job = self.report_job  # between two of its runs, so one run's results carry one version
-            self.scheduler.run_between_jobs(lambda: setattr(job, "model", model))
+            self.scheduler.run_between_jobs(lambda: setattr(job, "model", reader))
         self.model_version = model.version
 
     def follow_registry(self) -> str | None:
@@ -109,7 +111,7 @@ class Node:
         except Exception as exc:  # missing folder, other weights, out of memory: the node goes on as it is
             log.error("cannot switch to model %s, keeping %s: %s", choice.version, self.model_version, exc)
             return None
-        self.use_model(model)
+        self.use_model(model, choose.pick_harmonizer(self.settings, choice, model), choose.pick_reader(choice, model))
         log.info("switched to model %s (the registry's active version)", model.version)
         return model.version
 
@@ -190,7 +192,9 @@ def serve(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     choice = choose.stored_choice(settings)
     harmonizer = choose.harmonizer(settings, choice)
-    with Node(settings, harmonizer, choose.report_model(settings, choice, harmonizer)) as node:
+    model = choose.report_model(settings, choice, harmonizer)
+    reader = choose.pick_reader(choice, model) if model is not None else None
+    with Node(settings, harmonizer, model, reader) as node:
         log.info("slmnode ready: %s", node.describe())
         while not stop.wait(1.0):
             pass

@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from slm.harmonizer import Prediction
+from slm.hints import reads_hints, rule_hint
 from slm.tasks import (
     HARMONIZE,
     IMPRESSION,
@@ -62,9 +63,9 @@ def load_engine(
 
     `path` may also be an adapter folder whose adapter_config.json names its base model.
     """
-    model, tokenizer, name = _load_model(path, adapter)
+    model, tokenizer, name, rule_hints = _load_model(path, adapter)
     return Engine(model, tokenizer, name, device=device, batch_size=batch_size,
-                  impression_max_tokens=impression_max_tokens)
+                  impression_max_tokens=impression_max_tokens, rule_hints=rule_hints)
 
 
 def _load_model(path: str, adapter: str | None):
@@ -89,7 +90,8 @@ def _load_model(path: str, adapter: str | None):
     except (OSError, ValueError) as exc:
         with_adapter = f" with adapter {adapter!r}" if adapter else ""
         raise ModelUnavailable(f"cannot load model {path!r}{with_adapter}: {exc}") from None
-    return model, tokenizer, name
+    # The prompt the model was trained with: an adapter's own word wins over its base's.
+    return model, tokenizer, name, reads_hints(adapter_folder) or (adapter_folder is None and reads_hints(folder))
 
 
 def model_folder(path: str) -> Path | None:
@@ -222,8 +224,9 @@ class Engine:
     """A loaded model answering the three tasks; an Engine is also a Harmonizer."""
 
     def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
-                 impression_max_tokens: int = 128):
+                 impression_max_tokens: int = 128, rule_hints: bool = False):
         model = model.float().eval()
+        self.rule_hints = rule_hints  # the model was trained reading the rules' answer (slm/hints.py)
         self.version = model_version(model, tokenizer, name)
         self.device, dtype = pick_device(device)
         self.model = model.to(self.device, dtype)
@@ -278,16 +281,23 @@ class Engine:
 
     def _harmonize_rows(self, text: str) -> list[int]:
         reserve = max(len(ids) for ids in self.harmonize_choice.ids)
-        return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t)
+        hint = self._hint(HARMONIZE, text)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t, hint)
                          + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
 
     def _label_rows(self, text: str) -> list[int]:
         reserve = sum(len(p) for p in self.label_pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
-        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t) + self.label_pieces[0], reserve)
+        hint = self._hint(LABEL, text)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t, hint) + self.label_pieces[0], reserve)
 
     def _impression_rows(self, text: str) -> list[int]:
-        return self._fit(text, lambda t: encode_prompt(self.tokenizer, IMPRESSION, t) + self.impression_prefix,
+        hint = self._hint(IMPRESSION, text)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, IMPRESSION, t, hint) + self.impression_prefix,
                          self.impression_max_tokens)
+
+    def _hint(self, task: Task, text: str) -> str | None:
+        """The rules' reading of the whole text (before any cut), for a model trained with it."""
+        return rule_hint(task, text) if self.rule_hints else None
 
     def _fit(self, text: str, encode: Callable[[str], list[int]], reserve: int) -> list[int]:
         """Prompt ids for `text`, dropping the start of the text if the whole would not fit the context."""

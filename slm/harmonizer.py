@@ -29,3 +29,9 @@ class Harmonizer(Protocol):
     version: str
 
     def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]: ...
+
+
+def description_key(description: str) -> str:
+    """Spellings of one description that differ only in case, blanks or underscores share a key:
+    "AX_T2_FLAIR", "ax t2 flair" and " Ax T2  FLAIR" are one description to a person correcting it."""
+    return " ".join(description.replace("_", " ").lower().split())

@@ -34,7 +34,8 @@ YES_NO = ("Yes", "No")
 REPORT_SECTIONS = ("indication", "comparison", "findings", "impression")
 IMPRESSION_PREFIX = "IMPRESSION:"
 
-PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n{hint}### Response:\n"
+HINT = "### Rules:\n{hint}\n\n"  # the rules' reading, for models trained with it (slm/hints.py)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class Task:
     name: str
     instruction: str
 
-    def prompt(self, text: str) -> str:
-        return PROMPT.format(instruction=self.instruction, input=text)
+    def prompt(self, text: str, hint: str | None = None) -> str:
+        return PROMPT.format(instruction=self.instruction, input=text, hint=HINT.format(hint=hint) if hint else "")
 
 
 HARMONIZE = Task(
@@ -123,9 +124,9 @@ def target_pieces(task: Task, text: str, answer) -> list[str]:
     raise ValueError(f"unknown task {task!r}")
 
 
-def encode_prompt(tokenizer, task: Task, text: str) -> list[int]:
+def encode_prompt(tokenizer, task: Task, text: str, hint: str | None = None) -> list[int]:
     """Prompt token ids, beginning-of-sequence included when the tokenizer uses one."""
-    return tokenizer(task.prompt(text), add_special_tokens=True)["input_ids"]
+    return tokenizer(task.prompt(text, hint), add_special_tokens=True)["input_ids"]
 
 
 def encode_piece(tokenizer, piece: str) -> list[int]:

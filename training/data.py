@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from slm.harmonizer import description_key
 from slm.tasks import FINDINGS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
 from training.recipe import DataSettings
 
@@ -105,11 +106,6 @@ def _harmonize_example(description: str, label: str, where: str) -> Example:
 def series_csv_examples(path: str | Path) -> list[Example]:
     """A table with description,label columns; descriptions kept exactly as written."""
     return [_harmonize_example(row["description"], row["label"], str(path)) for row in _read_csv(Path(path))]
-
-
-def description_key(description: str) -> str:
-    """Spellings of one description that differ only in case, blanks or underscores share a key."""
-    return " ".join(description.replace("_", " ").lower().split())
 
 
 def split_descriptions(examples: Sequence[Example], holdout: float, seed: int = 0) -> dict[str, list[Example]]:

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
 from training import metrics
-from training.baselines import MostFrequentImpression, RuleLabeler
+from slm.report_rules import RuleLabeler
+from training.baselines import MostFrequentImpression
 from training.data import OPENI, REAL_SERIES, SILVER_LABELS, Example, openi_examples, read_labels, series_examples
 
 SERIES_HOLDOUT, SERIES_SEED = 0.3, 0  # training.data's defaults, used when the model folder has no recipe

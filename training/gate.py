@@ -8,10 +8,12 @@ dicom_node/models/retrain.py.
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from training.data import Example, recipe_examples
 from training.recipe import TrainConfig
@@ -107,3 +109,62 @@ def figures(model, held_out: dict[str, list[Example]], corrected: list[Example],
         rouge_l = metrics.rouge_per_report([e.answer for e in examples], written)["rougeL"]
         result["impression_rouge_l"] = statistics.fmean(rouge_l)
     return result
+
+
+def rule_figures(held_out: dict[str, list[Example]]) -> dict[str, float]:
+    """The rule harmonizer's and rule labeler's figures on the same examples (they write no impressions)."""
+    from slm.report_rules import RuleLabeler
+    from slm.rules import RuleHarmonizer
+
+    class Rules:
+        harmonize = RuleHarmonizer().harmonize
+        label = RuleLabeler().label
+
+    return figures(Rules(), {task: held_out[task] for task in ("harmonize", "label") if held_out.get(task)}, [], "rules")
+
+
+# What a model folder says of itself: its figures and the rules' on the same held-out examples, so that
+# harmonizer.kind auto (dicom_node/models/choose.py) never runs a model the rules beat there.
+FIGURES_FILE = "figures.json"
+
+
+def write_figures(folder: Path, model: dict[str, float], rules: dict[str, float], held_out: dict[str, int]) -> Path:
+    path = Path(folder) / FIGURES_FILE
+    record = {"model": model, "rules": rules, "held_out_examples": held_out}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_figures(folder: Path | None) -> dict | None:
+    """The figures.json of a model folder; None where there is none (a hub model, an older folder)."""
+    path = Path(folder) / FIGURES_FILE if folder is not None else None
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
+
+
+def rules_do_better(record: dict | None, figure: str) -> bool:
+    """Did the rules score higher than the model on `figure` (e.g. harmonization_accuracy) where both were judged?"""
+    if not record or figure not in record.get("model", {}) or figure not in record.get("rules", {}):
+        return False
+    return record["rules"][figure] > record["model"][figure] + ROUNDING
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m training.gate MODEL_FOLDER [--limit N]: judge a model folder and the rules on its recipe's dev split."""
+    import argparse
+
+    from slm.engine import load_engine
+    from training.recipe import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m training.gate", description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--limit", type=int, default=None, help="at most N held-out examples per task (default: all)")
+    args = parser.parse_args(argv)
+    config = load_config(args.folder / "recipe.yaml", [f"output_dir={args.folder}"])
+    held_out = evaluation_examples(config, args.limit)
+    model = figures(load_engine(str(args.folder)), held_out, [], "model")
+    path = write_figures(args.folder, model, rule_figures(held_out), {t: len(e) for t, e in held_out.items()})
+    print(json.dumps(json.loads(path.read_text()), indent=2))
+
+
+if __name__ == "__main__":
+    main()

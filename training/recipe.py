@@ -49,6 +49,7 @@ class TrainConfig(_Recipe):
     size: str = "embedded"
     vocab_size: int = 4000
     lora: LoraSettings | None = None
+    rule_hints: bool = False  # the prompt carries the rules' reading of the input (slm/hints.py)
     data: DataSettings = DataSettings()
     max_length: int = Field(384, ge=16)
     epochs: int = Field(1, ge=1)

@@ -212,6 +212,9 @@ class Habits:
     suffix: float = 0.12  # a scanner or repeat suffix (SUFFIXES)
     padding: float = 0.04  # blanks before or after the name (kept: they are part of the value)
     typo: float = 0.03  # one slip of the keyboard on a letter
+    glued: float = 0.06  # every separator dropped, words run together ("ep2ddiffusionADC", "AXT2FLAIR")
+    folder: float = 0.06  # a folder name made of it: "<series number>-<name>-<number>" ("7-AX_T2_FLAIR-48213")
+    site_word: float = 0.04  # a site or protocol word glued in front ("BRAINSTRYKERt1AX")
 
 
 PREFIXES = {
@@ -221,6 +224,7 @@ PREFIXES = {
     "Canon": ["Brain ", "HEAD_", "2_"],
     "Hitachi": ["HEAD ", "Brain_", "4 "],
 }
+SITE_WORDS = ["BRAIN", "HEAD", "NEURO", "STROKE", "STRYKER", "MS", "EPI", "TUMOR", "Brain", "Kopf", "routine"]
 SUFFIXES = {
     "Siemens": ["_ND", "_DIS2D", "_DIS3D", "(2)", "_repeat", "_NORM", " #2"],
     "GE": [" 2", " REPEAT", " ASSET", " (2)"],
@@ -316,6 +320,12 @@ def _apply_habits(rng: random.Random, text: str, vendor: str, habits: Habits) ->
         text = text.replace(" ", "_")
     elif separators < habits.underscores + habits.spaces:
         text = text.replace("_", " ")
+    if rng.random() < habits.site_word:
+        text = rng.choice(SITE_WORDS) + text
+    if rng.random() < habits.glued:
+        text = re.sub(r"[\s_\-]+", "", text)
+    if rng.random() < habits.folder:
+        text = f"{rng.randint(1, 30)}-{re.sub(r'[^0-9A-Za-z]+', '_', text).strip('_')}-{rng.randint(10000, 99999)}"
     if rng.random() < habits.padding:
         blanks = " " * rng.randint(1, 11)
         text = blanks + text if rng.random() < 0.7 else text + blanks

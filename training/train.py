@@ -26,6 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from slm.engine import ModelUnavailable, model_folder, pick_device
+from slm.hints import reads_hints, rule_hint, write_prompt_file
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 from training.recipe import TrainConfig, load_config
@@ -36,11 +37,17 @@ IGNORE = -100  # label of tokens the loss skips (prompt and padding)
 # --- token ids --------------------------------------------------------------------------------------------
 
 
-def encode_example(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]] | None:
-    """(input_ids, labels) with the prompt labelled IGNORE; the target is never cut, the input text may be."""
+def encode_example(
+    tokenizer, example: Example, max_length: int, rule_hints: bool = False
+) -> tuple[list[int], list[int]] | None:
+    """(input_ids, labels) with the prompt labelled IGNORE; the target is never cut, the input text may be.
+
+    With rule_hints the prompt carries the rules' reading of the whole text, as the engine will ask.
+    """
     task = TASKS[example.task]
     target = encode_target(tokenizer, target_pieces(task, example.text, example.answer))
-    prompt = fit_text(tokenizer, example.text, lambda t: encode_prompt(tokenizer, task, t), max_length - len(target))
+    hint = rule_hint(task, example.text) if rule_hints else None
+    prompt = fit_text(tokenizer, example.text, lambda t: encode_prompt(tokenizer, task, t, hint), max_length - len(target))
     if prompt is None:
         return None
     return prompt + target, [IGNORE] * len(prompt) + target
@@ -81,10 +88,12 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, group_by_l
 # --- model --------------------------------------------------------------------------------------------
 
 
-def tokenizer_texts(examples: Sequence[Example]) -> list[str]:
+def tokenizer_texts(examples: Sequence[Example], rule_hints: bool = False) -> list[str]:
     """What a scratch tokenizer learns from: every prompt and every target the model will see."""
     return [
-        TASKS[e.task].prompt(e.text) + "".join(target_pieces(TASKS[e.task], e.text, e.answer)) for e in examples
+        TASKS[e.task].prompt(e.text, rule_hint(TASKS[e.task], e.text) if rule_hints else None)
+        + "".join(target_pieces(TASKS[e.task], e.text, e.answer))
+        for e in examples
     ]
 
 
@@ -101,7 +110,7 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
         if (out / "tokenizer.json").is_file() and config.resume:
             tokenizer = AutoTokenizer.from_pretrained(out)
         else:
-            tokenizer = train_tokenizer(tokenizer_texts(examples), config.vocab_size)
+            tokenizer = train_tokenizer(tokenizer_texts(examples, config.rule_hints), config.vocab_size)
         # Positions past max_length would never be trained; the engine cuts inputs to the positions there are.
         model = new_opt_model(tokenizer, config.size, seed=config.seed, max_position_embeddings=config.max_length)
         return tokenizer, model
@@ -109,6 +118,9 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
     # so the adapter still finds it from anywhere.
     folder = model_folder(config.base)
     base = str(folder.resolve()) if folder is not None else config.base
+    if folder is not None and reads_hints(folder) != config.rule_hints:
+        raise ValueError(f"{config.base} was trained {'with' if reads_hints(folder) else 'without'} rule hints: "
+                         f"set rule_hints: {str(reads_hints(folder)).lower()} in the recipe to fine-tune it")
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if config.lora is not None:
@@ -128,8 +140,9 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
     return tokenizer, model
 
 
-def export_model(model, tokenizer, folder: Path, save_dtype: str) -> None:
-    """A folder load_engine loads: the adapter (LoRA) or the full model in `save_dtype`, plus the tokenizer.
+def export_model(model, tokenizer, folder: Path, save_dtype: str, rule_hints: bool = False) -> None:
+    """A folder load_engine loads: the adapter (LoRA) or the full model in `save_dtype`, the tokenizer,
+    and prompt.json (whether the model reads rule hints).
 
     Full models keep config dtype float32, so loaders upcast half-precision weights unless told otherwise.
     """
@@ -144,6 +157,7 @@ def export_model(model, tokenizer, folder: Path, save_dtype: str) -> None:
                 state[name] = tensor.detach().to(dtype)
         model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    write_prompt_file(folder, rule_hints)
 
 
 # --- checkpoints and curves ---------------------------------------------------------------------------------
@@ -235,10 +249,10 @@ def token_counts(examples: Sequence[Example], rows) -> dict[str, dict[str, int]]
     return counts
 
 
-def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: str):
+def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: str, rule_hints: bool = False):
     """Token ids of every example that fits; the ones whose target alone is too long are reported and left out."""
     examples = tqdm(examples, desc=f"tokenizing {what}", leave=False)
-    pairs = [(e, encode_example(tokenizer, e, max_length)) for e in examples]
+    pairs = [(e, encode_example(tokenizer, e, max_length, rule_hints)) for e in examples]
     dropped = sum(rows is None for _, rows in pairs)
     if dropped:
         tqdm.write(f"{what}: {dropped} examples left out, their target alone exceeds max_length={max_length}", file=sys.stderr)
@@ -266,8 +280,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     if config.max_length > getattr(model.config, "max_position_embeddings", config.max_length):
         positions = model.config.max_position_embeddings
         raise ValueError(f"max_length {config.max_length} exceeds the model's {positions} positions")
-    train_examples, train_rows = encode_all(tokenizer, train_examples, config.max_length, "train")
-    dev_examples, dev_rows = encode_all(tokenizer, dev_examples, config.max_length, "dev")
+    train_examples, train_rows = encode_all(tokenizer, train_examples, config.max_length, "train", config.rule_hints)
+    dev_examples, dev_rows = encode_all(tokenizer, dev_examples, config.max_length, "dev", config.rule_hints)
     if not train_rows:
         raise ValueError("the recipe selects no training examples")
     model.to(device).train()
@@ -355,7 +369,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
                 tqdm.write(f"epoch {epoch + 1}: dev loss {dev:.4f}", file=sys.stderr)
             checkpoint(epoch + 1, 0)
             if epoch + 1 in config.export_epochs:
-                export_model(model, tokenizer, out / f"epoch-{epoch + 1}", config.save_dtype)
+                export_model(model, tokenizer, out / f"epoch-{epoch + 1}", config.save_dtype, config.rule_hints)
             save_curves(curves, out)
             continue
         checkpoint(epoch, b)  # stopped by max_steps inside the epoch: resume continues from this batch
@@ -363,7 +377,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     progress.close()
 
     model.eval()
-    export_model(model, tokenizer, out, config.save_dtype)
+    export_model(model, tokenizer, out, config.save_dtype, config.rule_hints)
     save_curves(curves, out)
     elapsed = time.perf_counter() - started
     summary = dict(

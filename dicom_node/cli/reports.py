@@ -193,7 +193,8 @@ def process(settings, limit) -> None:
     store = open_store(settings)
     try:
         try:
-            model = choose.load(choose.choose(settings, store))
+            choice = choose.choose(settings, store)
+            model = choose.pick_reader(choice, choose.load(choice))
         except ModelUnavailable as exc:
             raise click.ClickException(f"no model to process reports with: {exc}") from None
         job = ReportJob(store, model, settings.reports)

@@ -19,6 +19,7 @@ from dicom_node.config import ModelSettings, Settings
 from dicom_node.models import registry
 from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
+from training.gate import rules_do_better
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def harmonizer(settings: Settings, choice: Choice, kind: str | None = None) -> H
         from slm.engine import ModelUnavailable
 
         try:
-            return load(choice)
+            return pick_harmonizer(settings, choice, load(choice), kind)
         except ModelUnavailable as exc:
             if kind == "slm":
                 raise
@@ -85,6 +86,48 @@ def harmonizer(settings: Settings, choice: Choice, kind: str | None = None) -> H
     from slm.rules import RuleHarmonizer
 
     return RuleHarmonizer()
+
+
+def pick_harmonizer(settings: Settings, choice: Choice, model, kind: str | None = None) -> Harmonizer:
+    """The loaded model, or the rules when harmonizer.kind says so: "rules" always, "auto" when the model's
+    own held-out figures (figures.json in its folder) say the rules harmonize better."""
+    kind = kind or settings.harmonizer.kind
+    if kind == "slm" or (kind == "auto" and not rules_do_better(held_out_figures(choice), "harmonization_accuracy")):
+        return model
+    from slm.rules import RuleHarmonizer
+
+    if kind == "auto":
+        log.info("harmonizing with rules: on held-out descriptions they beat model %s (its figures.json)", model.version)
+    return RuleHarmonizer()
+
+
+def pick_reader(choice: Choice, model):
+    """What reads reports: the model, or the rule labeler for the labels (impressions still the model's)
+    when the model's held-out figures say the rules label better."""
+    if not rules_do_better(held_out_figures(choice), "labeling_macro_f1"):
+        return model
+    log.info("labeling reports with rules: on held-out reports they beat model %s (its figures.json)", model.version)
+    return RuleLabels(model)
+
+
+class RuleLabels:
+    """The rule labeler's labels with the model's impressions, under a version that says both."""
+
+    def __init__(self, model):
+        from slm.report_rules import RuleLabeler
+
+        self.model = model
+        self.version = f"{model.version}+rule-labels"
+        self.label = RuleLabeler().label
+        self.impression = model.impression
+
+
+def held_out_figures(choice: Choice) -> dict | None:
+    """What the chosen model's folder says of it and of the rules on the same held-out examples."""
+    from slm.engine import model_folder
+    from training.gate import read_figures
+
+    return read_figures(model_folder(choice.model.adapter or choice.model.path))
 
 
 def report_model(settings: Settings, choice: Choice, harmonizer: Harmonizer):

@@ -85,6 +85,8 @@ def retrain(
         raise
     log.info("judging the candidate %s", candidate.version)
     candidate_figures = gate.figures(candidate, held_out, corrected, "candidate")
+    rules_figures = gate.rule_figures(held_out)  # what harmonizer.kind auto weighs the candidate against
+    gate.write_figures(folder, candidate_figures, rules_figures, {task: len(e) for task, e in held_out.items()})
     comparisons = gate.compare(current_figures, candidate_figures, retraining.gate.max_drop)
     result = RetrainResult(
         current=current.version,
@@ -108,6 +110,7 @@ def retrain(
             "gate": {"passed": result.passed, "reasons": result.reasons},
             "corrections": len(corrected),
             "held_out_examples": result.examples,
+            "rules_figures": rules_figures,
         },
         note=f"retrained from {len(corrected)} corrections; gate {verdict}",
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from dicom_node.store.database import Store, StoreError
-from dicom_node.store.tables import Correction, Description, description_hash, utcnow
+from dicom_node.store.tables import Correction, Description, description_hash, spelling_hash, utcnow
 from slm.tasks import SERIES_LABELS
 
 
@@ -17,15 +17,15 @@ class UnknownDescription(StoreError):
 
 
 def find_description(store: Store, text: str) -> str:
-    """The stored text a person meant: exact, else the only one equal to it without outer blanks."""
+    """The stored text a person meant: exact, else the first stored spelling of it (case, blanks and
+    underscores aside: slm.harmonizer.description_key), since a correction covers every spelling anyway."""
     with store.engine.connect() as conn:
         if conn.scalar(select(Description.id).where(Description.text_hash == description_hash(text))):
             return text
-        matches = list(
-            conn.scalars(select(Description.text).where(func.trim(Description.text) == text.strip()).limit(2))
-        )
-    if len(matches) == 1:
-        return matches[0]
+        spelling = select(Description.text).where(Description.spelling_hash == spelling_hash(text))
+        found = conn.scalar(spelling.order_by(Description.id).limit(1))
+    if found is not None:
+        return found
     raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
 
 

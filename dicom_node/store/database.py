@@ -38,6 +38,7 @@ from dicom_node.store.tables import (
     Series,
     Study,
     description_hash,
+    spelling_hash,
     utcnow,
 )
 
@@ -340,7 +341,8 @@ class Store:
         key = description_hash(text)
         description_id = self._description_ids.get(key)
         if description_id is None:
-            description = {"text_hash": key, "text": text, "status": "queued", "attempts": 0, "first_seen": utcnow()}
+            description = {"text_hash": key, "spelling_hash": spelling_hash(text), "text": text, "status": "queued",
+                           "attempts": 0, "first_seen": utcnow()}
             description_id = self._insert_or_find(
                 conn, Description, description, "text_hash", self._description_ids, learned
             )

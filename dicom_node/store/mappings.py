@@ -1,7 +1,8 @@
 """The descriptions table's owner: what each Series Description means, and the queue that maps them.
 
 Reading (functions of an Engine): mappings with their effective labels, corrections, series views.
-The effective label is the latest correction's (by time, then by order of entry), else the model's.
+The effective label is the latest correction's of any spelling of the description (by time, then by order
+of entry), else the model's.
 Writing (functions of the Store, through its write transaction): the harmonization queue, which the
 worker in jobs/harmonization.py drains, and mappings imported from another node. Only a new row is
 inserted elsewhere: queued, in the C-STORE transaction of the instance that brought it (database.py).
@@ -62,14 +63,20 @@ class SeriesMapping:
 
 
 def _latest_corrections():
-    """Per description, the label of its latest correction (by time, then by order of entry)."""
+    """Per spelling_hash, the label of the latest correction of any of its spellings (by time, then by order
+    of entry): "ax t2 flair" corrected labels "AX_T2_FLAIR" too."""
+    corrected = Description.__table__.alias("corrected_description")
     rank = (
         func.row_number()
-        .over(partition_by=Correction.description_id, order_by=(Correction.created_at.desc(), Correction.id.desc()))
+        .over(partition_by=corrected.c.spelling_hash, order_by=(Correction.created_at.desc(), Correction.id.desc()))
         .label("rank")
     )
-    ranked = select(Correction.description_id, Correction.label, rank).subquery()
-    return select(ranked.c.description_id, ranked.c.label).where(ranked.c.rank == 1).subquery()
+    ranked = (
+        select(corrected.c.spelling_hash, Correction.label, rank)
+        .join(corrected, corrected.c.id == Correction.description_id)
+        .subquery()
+    )
+    return select(ranked.c.spelling_hash, ranked.c.label).where(ranked.c.rank == 1).subquery()
 
 
 def mappings(
@@ -98,7 +105,7 @@ def mappings(
             Description.first_seen,
             Description.attempts,
         )
-        .outerjoin(corrected, corrected.c.description_id == Description.id)
+        .outerjoin(corrected, corrected.c.spelling_hash == Description.spelling_hash)
         .outerjoin(series_counts, series_counts.c.description_id == Description.id)
         .order_by(Description.text)
     )
@@ -151,7 +158,7 @@ def series_mappings(engine: Engine, study_uid: str | None = None, series_uid: st
         )
         .join(Study, Study.id == Series.study_id)
         .outerjoin(Description, Description.id == Series.description_id)
-        .outerjoin(corrected, corrected.c.description_id == Description.id)
+        .outerjoin(corrected, corrected.c.spelling_hash == Description.spelling_hash)
         .outerjoin(instance_counts, instance_counts.c.series_id == Series.id)
         .order_by(Series.series_number, Series.series_uid)
     )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     inspect,
     select,
     text,
@@ -109,8 +110,26 @@ def _v3_reports_and_registry(conn: Connection) -> None:
     v3.create_all(conn, tables=[table for name, table in v3.tables.items() if name != "descriptions"])
 
 
+def _v4_spellings(conn: Connection) -> None:
+    """Each description's spelling_hash (what its case, blank and underscore variants share), filled in for
+    the rows there are, so a correction covers every spelling of a description."""
+    from dicom_node.store.tables import spelling_hash  # the rule itself, which this step must apply to old rows
+
+    _add_column(conn, "descriptions", "spelling_hash", String(64))
+    descriptions = Table(
+        "descriptions", MetaData(), Column("id", Integer), Column("text", Text), Column("spelling_hash", String(64))
+    )
+    rows = conn.execute(select(descriptions.c.id, descriptions.c.text)).all()
+    if rows:
+        conn.execute(
+            descriptions.update().where(descriptions.c.id == bindparam("row_id")).values(spelling_hash=bindparam("key")),
+            [{"row_id": row_id, "key": spelling_hash(text)} for row_id, text in rows],
+        )
+    Index("ix_descriptions_spelling_hash", descriptions.c.spelling_hash).create(conn)
+
+
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
-STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff, _v3_reports_and_registry]
+STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff, _v3_reports_and_registry, _v4_spellings]
 LATEST = 1 + len(STEPS)
 
 

@@ -1,8 +1,9 @@
 """The store's tables: what the node keeps of each study, series and instance, and what each
 distinct Series Description means (the model's label, its place in the queue, people's corrections).
 
-The effective label of a description is never stored: queries derive it from the latest correction,
-else the model, so a correction also covers series stored before it.
+The effective label of a description is never stored: queries derive it from the latest correction of
+any of its spellings (case, blanks, underscores), else the model, so a correction also covers series
+stored before it and spellings seen after it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from slm.harmonizer import description_key
 
 UID = String(64)
 
@@ -26,6 +29,12 @@ def description_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def spelling_hash(text: str) -> str:
+    """What the spellings of one description share (slm.harmonizer.description_key), hashed as text_hash
+    is: a correction of one spelling labels them all."""
+    return description_hash(description_key(text))
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -36,6 +45,7 @@ class Description(Base):
     __tablename__ = "descriptions"
     id: Mapped[int] = mapped_column(primary_key=True)
     text_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    spelling_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # see spelling_hash()
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(8))  # queued | mapped
     label: Mapped[str | None] = mapped_column(String(16), index=True)

@@ -3,7 +3,8 @@
 import pytest
 
 from slm.tasks import FINDINGS, LABEL_KEYS, NO_FINDING, report_text
-from training.baselines import MostFrequentImpression, RuleLabeler
+from slm.report_rules import RuleLabeler
+from training.baselines import MostFrequentImpression
 
 
 def yes(findings=None, impression=None, indication=None):

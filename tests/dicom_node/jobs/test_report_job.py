@@ -299,7 +299,8 @@ def test_the_node_runs_the_job_on_schedule(tmp_path, tiny):
 def test_the_job_in_the_node_yields_to_dicom_ingest(tmp_path, tiny):
     """While instances keep arriving the job starts no batch; once ingest is quiet it does the backlog."""
     engine = CountingEngine(tiny)
-    reports = {"interval_seconds": 0.1, "batch_size": 2, "ingest_quiet_seconds": 1.0}
+    # Quiet means 3 s without an instance: margin for a loaded machine, where one association can take a second.
+    reports = {"interval_seconds": 0.1, "batch_size": 2, "ingest_quiet_seconds": 3.0}
     with Node(node_settings(tmp_path, reports=reports), KeywordHarmonizer(), model=engine) as node:
         files = write_files([mr_instance(f"t1 series {n}") for n in range(40)], tmp_path / "dicom")
         sending = threading.Event()

@@ -295,6 +295,9 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
         record("9.9", series="1.2.826.0.1.3680043.8.498.2", study="1.2.826.0.1.3680043.8.498.1")
     )
     assert queries.series_mappings(store.engine, series_uid="1.2.826.0.1.3680043.8.498.2")[0].instances == 3
+    # v1 rows got their spelling: the v1 correction of "ep2d_diff" covers a spelling that arrives now.
+    assert store.record_instance(record("9.10", series="9.20", study="9.30", description="EP2D DIFF"))
+    assert next(m for m in queries.mappings(store.engine) if m.description == "EP2D DIFF").label == "DWI"
 
 
 def test_a_store_from_a_newer_slmnode_is_refused(tmp_path):

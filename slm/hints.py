@@ -1,0 +1,50 @@
+"""The rules' reading of an input, shown to a model trained with it, so the model learns where they fail.
+
+The rule harmonizer and the rule labeler are right on most plain text and wrong in ways a model can
+learn (glued words, folder-name forms, phrasing they do not know); a model that reads their answer
+next to the input copies it where it holds and overrides it where its own reading is surer. Whether a
+model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true}, written
+by the trainer, read by the engine, so a model is always asked the way it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from slm.report_rules import RuleLabeler
+from slm.rules import decide
+from slm.tasks import FINDINGS, HARMONIZE, LABEL, LABEL_KEYS, Task, fill, label_pieces
+
+PROMPT_FILE = "prompt.json"
+SURE = 0.85  # a rule decision at least this confident is shown plain; below, with a question mark
+
+
+def rule_hint(task: Task, text: str) -> str:
+    """What the rules say of `text`: a label for a description, the 14 Yes/No answers for a report to
+    label (as JSON, like the answer), the positive findings for a report to write an impression for."""
+    if task is HARMONIZE:
+        decision = decide(text)
+        if decision.reason in ("no rule matched", "empty description"):
+            return "none"
+        return decision.label if decision.confidence >= SURE else f"{decision.label}?"
+    labels = _labeler().label([text])[0]
+    if task is LABEL:  # written as the answer is, so each of the model's slots has its twin in the hint
+        return "".join(fill(label_pieces(), [labels[key] for key in LABEL_KEYS]))
+    return ", ".join(finding for finding in FINDINGS if labels[finding] == "Yes") or "none"
+
+
+@lru_cache(maxsize=1)
+def _labeler() -> RuleLabeler:
+    return RuleLabeler()
+
+
+def reads_hints(folder: Path | None) -> bool:
+    """Was the model in `folder` trained with rule hints? (No prompt.json: no, as every earlier model.)"""
+    path = folder / PROMPT_FILE if folder is not None else None
+    return bool(path and path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("rule_hints"))
+
+
+def write_prompt_file(folder: Path, rule_hints: bool) -> None:
+    (folder / PROMPT_FILE).write_text(json.dumps({"rule_hints": rule_hints}) + "\n", encoding="utf-8")

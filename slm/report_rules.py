@@ -1,0 +1,328 @@
+"""The rule labeler: CheXpert findings read off a chest X-ray report by mention phrases and negation.
+
+It follows the CheXpert labeler's idea with the rules of the Open-i rubric (shared/data/openi/RUBRIC.md):
+only what is seen on this exam counts (the INDICATION and COMPARISON lines are skipped), uncertain
+mentions count as Yes, No Finding is Yes exactly when none of the 13 findings is. It is the baseline the
+model must beat, and its reading is part of a hinted model's input (slm/hints.py), so it lives with
+the model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Sequence
+
+from slm.tasks import FINDINGS, NO_FINDING, no_finding
+
+# Phrases that hold a negation word but leave the finding possible or present; they are rewritten
+# before negation is looked for ("effusion cannot be excluded" is uncertain, so Yes).
+NOT_NEGATIONS = (
+    (r"\b(?:can ?not|could not|can't|not) (?:be )?(?:entirely |completely |totally )?(?:excluded|exclude|ruled out|rule out)", " possible "),
+    (r"\b(?:no|without) (?:significant |interval |substantial |appreciable |definite )?(?:change|increase|progression|worsening)", " stable "),
+    (r"\bnot (?:significantly |substantially )?(?:changed|increased|improved)", " stable "),
+    (r"\bnot (?:been )?(?:entirely |completely )?resolved", " persistent "),
+)
+# A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
+PRE_NEGATION = re.compile(
+    r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
+    r"rather than|instead of|nor|none|if|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
+)
+NEGATION_WINDOW = 16
+SCOPE_BREAKER = re.compile(r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:")
+# A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
+POST_NEGATION = re.compile(
+    r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*(?:not|no longer|resolved|removed|absent|"
+    r"within (?:the )?(?:normal limits|limits of normal))\b"
+)
+SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)|[;?!\n]")
+
+
+def _negated(sentence: str, start: int, end: int) -> bool:
+    """A negation cue before the mention (within the window, after the last scope breaker) or right after it."""
+    before = sentence[:start]
+    breakers = list(SCOPE_BREAKER.finditer(before))
+    if breakers:
+        before = before[breakers[-1].end():]
+    words = before.split()[-NEGATION_WINDOW:]
+    mention = sentence[start:end]
+    if PRE_NEGATION.search(" ".join(words) + " " + mention):
+        return True
+    after = sentence[end:]
+    breaker = SCOPE_BREAKER.search(after)
+    return bool(POST_NEGATION.search(after[: breaker.start()] if breaker else after))
+
+
+class Finding:
+    """Mention phrases of one finding, and phrases that, where they cover a mention, cancel it."""
+
+    def __init__(self, name: str, mentions: Sequence[str], not_this: Sequence[str] = ()):
+        self.name = name
+        self.mentions = re.compile("|".join(f"(?:{m})" for m in mentions))
+        self.not_this = re.compile("|".join(f"(?:{m})" for m in not_this)) if not_this else None
+
+    def present_in(self, sentence: str) -> bool:
+        """True when some mention in the sentence is neither cancelled nor negated."""
+        cancelled = [m.span() for m in self.not_this.finditer(sentence)] if self.not_this else []
+        for match in self.mentions.finditer(sentence):
+            start, end = match.span()
+            if not any(s <= start < e or s < end <= e for s, e in cancelled) and not _negated(sentence, start, end):
+                return True
+        return False
+
+
+W = r"(?:[\w-]+ ){0,%d}"  # up to n words in between, e.g. "heart " + W % 3 + "enlarged"
+HEART = r"(?:heart|cardiac (?:silhouette|shadow|contour|size|diameter)|heart size|cardiac)"
+MEDIASTINUM = r"(?:mediastin\w*|cardiomediastinal (?:silhouette|contour|shadow|width)s?|cardio-mediastinal \w+)"
+MEDIASTINAL_PLACE = r"(?:paratracheal|mediastin\w*|subcarinal|aortopulmonary|ap window)"
+MEDIASTINAL_SIGN = (
+    r"(?:mass\w*|fullness|lymphadenopathy|adenopathy|densit\w*|opacit\w*|prominen\w*|thicken\w*|widen\w*|convexity|"
+    r"contour abnormality|enlarged lymph)"
+)
+DEVICE_LINE = r"(?:picc|central|venous|jugular|subclavian|arterial|swan|dialysis|hickman|groshong|catheter|port)"
+
+RULES = (
+    Finding(
+        "Enlarged Cardiomediastinum",
+        (
+            rf"\b(?:widen\w*|enlarg\w*|prominen\w*|fullness) (?:of )?(?:the )?{W % 2}{MEDIASTINUM}",
+            rf"{MEDIASTINUM} {W % 4}(?:widen\w*|enlarg\w*|prominen\w*|fullness|wide)",
+            rf"{MEDIASTINAL_PLACE} {W % 3}{MEDIASTINAL_SIGN}",
+            rf"{MEDIASTINAL_SIGN} {W % 4}{MEDIASTINAL_PLACE}",
+            r"hilar mass\w*",
+        ),
+    ),
+    Finding(
+        "Cardiomegaly",
+        (
+            r"cardiomegaly",
+            r"cardiac enlargement",
+            rf"enlarg\w* {W % 2}(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)",
+            rf"{HEART} {W % 6}(?:enlarg\w*|increased in size|large|prominent|borderline)",
+            rf"borderline {W % 1}{HEART}",
+            rf"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
+            r"increased (?:heart|cardiac) size",
+        ),
+        not_this=(r"upper limits? (?:of )?normal", r"top (?:of )?normal", r"limits? of normal", r"mediastin"),
+    ),
+    Finding(
+        "Lung Lesion",
+        (
+            r"\bnodul\w*",
+            r"\bmass(?:es)?\b",
+            r"\blesions?\b",
+            r"tumou?rs?",
+            r"neoplas\w*",
+            r"carcinoma",
+            r"malignan\w*",
+            r"\bcancer\b",
+            r"metasta\w*",
+            r"cavitary",
+            r"\blump\b",
+        ),
+        not_this=(
+            rf"calcifi\w* {W % 4}(?:nodul|mass|lesion)",
+            rf"(?:nodul\w*|mass|lesion)s? {W % 5}calcifi",
+            r"(?:mediastinal|hilar|paratracheal|breast|soft tissue|bon[ey]|osseous|lytic|sclerotic|skin|chest wall|"
+            r"pericardial|pleural|thyroid|rib|cardiac|neck|expansile) (?:nodul\w*|mass\w*|lesions?)",
+            rf"metasta\w* {W % 3}(?:bone|osseous|skelet\w*|spine)",
+            r"reticular-nodular",
+            r"nodular (?:prominence )?(?:of )?(?:the )?(?:\w+ )?hil",
+            r"nipple",
+        ),
+    ),
+    Finding(
+        "Lung Opacity",
+        (
+            r"opaci\w*",
+            r"air ?-?space (?:disease|process)",
+            r"infiltrat\w*",
+            r"(?:increased|increasing|patchy|hazy|streaky|linear|focal|airspace|parenchymal|alveolar|ill-defined|"
+            r"retrocardiac|basilar|bibasilar|interstitial|xxxx|vague|subtle|suprahilar|perihilar|rounded|round|mixed) "
+            r"densit\w*",
+            r"\bopaque\b",
+            rf"(?:increased|increase in|prominen\w*|accentuat\w*|coarse\w*) {W % 3}markings",
+            rf"markings {W % 3}(?:increased|prominen\w*|accentuat\w*|coarse\w*)",
+            r"bronch\w* (?:wall )?thickening",
+            r"bronchitic changes",
+            rf"(?:increased|prominent|prominence of|coarse\w*|accentuated|increase in|thickened) {W % 2}interstiti\w*",
+            rf"interstiti\w* {W % 1}(?:markings?|pattern|prominence|thickening|disease|changes|process|lung disease|"
+            r"infiltrat\w*|abnormalit\w*)",
+            r"reticula\w*",
+            r"reticulonodular",
+            r"scar\w*",
+            r"fibros\w*",
+            r"fibrotic",
+            r"peribronchial (?:thickening|cuffing)",
+        ),
+        not_this=(
+            r"pleural[- ](?:parenchymal |based )?(?:scar\w*|opaci\w*|densit\w*)",
+            r"pleuro-?parenchymal scar\w*",
+            rf"(?:costophrenic|sulc\w*|recess|pleural\S*) {W % 6}scar\w*",
+            rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
+            rf"(?:opaci\w*|densit\w*) {W % 8}(?:hernia|fat|soft tissue|artifact|overlap\w*|nipple|skin fold)",
+            rf"(?:opaci\w*|densit\w*) {W % 4}(?:mediastin\w*|paratracheal)",
+            rf"(?:mediastin\w*|paratracheal) {W % 1}(?:opaci\w*|densit\w*)",
+            r"(?:normal|clear) interstiti\w*",
+            r"nodular densit\w*",
+        ),
+    ),
+    Finding(
+        "Edema",
+        (
+            r"(?<!soft tissue )edema",
+            r"congesti\w*",
+            r"heart failure",
+            r"\bchf\b",
+            r"cephaliz\w*",
+            r"kerley",
+            rf"(?:vascular|vasculature) {W % 2}(?:indistinct\w*|prominen\w*|engorge\w*|redistribut\w*|congest\w*)",
+            rf"(?:indistinct\w*|prominen\w*|engorge\w*|increased|redistribut\w*) {W % 3}(?:vascular\w*|vessels)",
+        ),
+        not_this=(r"normal (?:pulmonary )?vascular", r"soft tissue edema"),
+    ),
+    Finding("Consolidation", (r"consolidat\w*",)),
+    Finding(
+        "Pneumonia",
+        (r"pneumonias?\b", r"infecti\w*", r"bronchopneumonia"),
+        not_this=(rf"(?:granulomatous|prior|previous|old|remote|healed|histoplasm\w*) {W % 2}infecti\w*",),
+    ),
+    Finding(
+        "Atelectasis",
+        (r"atelecta\w*", r"collaps\w*"),
+        not_this=(r"(?:vertebra\w*|body|bodies|spine|compression) collaps\w*", r"collaps\w* of (?:the )?\w* ?vertebra"),
+    ),
+    Finding("Pneumothorax", (r"pneumothora\w*",)),
+    Finding(
+        "Pleural Effusion",
+        (
+            r"effusion",
+            r"pleural fluid",
+            r"fluid (?:in|within|along) (?:the )?(?:\w+ ){0,2}(?:fissure|pleural)",
+            r"fissural fluid",
+            r"hydrothorax",
+        ),
+        not_this=(r"pericardial effusion", r"joint effusion"),
+    ),
+    Finding(
+        "Pleural Other",
+        (
+            rf"pleural {W % 2}thicken\w*",
+            rf"thicken\w* (?:of )?(?:the )?{W % 2}pleura",
+            r"pleural (?:plaques?|calcifi\w*|scar\w*)",
+            r"calcified pleura\w*",
+            r"pleural[- ](?:parenchymal|peripheral) (?:\w+ )?(?:scar\w*|irregular\w*|thicken\w*|opaci\w*)",
+            r"pleuroparenchymal (?:scar\w*|irregular\w*)",
+            rf"(?:costophrenic|sulc\w*|recess|pleural sinus) {W % 4}(?:scar\w*|thicken\w*)",
+            rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
+            rf"fissur\w* thicken\w*|thicken\w* {W % 3}fissure",
+            r"pleural (?:reaction|abnormalit\w*|retraction)",
+            rf"apical {W % 2}thicken\w*",
+            r"pleural[- ]based (?:opaci\w*|densit\w*|thickening|scar\w*)",
+            r"fibrothorax",
+            r"apical (?:pleural )?capping",
+        ),
+    ),
+    Finding(
+        "Fracture",
+        (
+            r"fractur\w*",
+            r"(?:compression|wedge|wedging|xxxx) deformit\w*",
+            r"wedg\w*",
+            rf"(?:loss of|decreased|diminished) {W % 3}height",
+            r"height loss",
+            r"(?:remote|old|healed) xxxx",
+            r"healing deformit\w*",
+        ),
+        not_this=(
+            rf"(?:catheter|sternotomy|wires?|leads?|screw|hardware) {W % 2}fractur\w*",
+            rf"fractur\w* {W % 4}(?:sternotomy|wires?|catheter|leads?|screw|hardware)",
+        ),
+    ),
+    Finding(
+        "Support Devices",
+        (
+            rf"{DEVICE_LINE} {W % 2}(?:lines?|catheters?|tips?)",
+            r"\bpicc\b",
+            r"catheters?",
+            r"\btub(?:es?|ing)\b",
+            r"\btip\b",
+            r"xxxx-a-xxxx",
+            r"(?:cardiac|surgical) xxxx",
+            r"stimulator",
+            r"telemetry",
+            r"implants?",
+            r"occluder",
+            r"balloon",
+            r"(?:vertebro|kypho)plasty",
+            r"(?:shoulder|joint|hip|humeral) (?:replacement|prosthesis)",
+            r"bypass graft\w*",
+            r"internal fixation",
+            r"gastrostomy",
+            r"embolization",
+            r"(?:spine|spinal|cervical) fusion",
+            r"\bport\b",
+            r"port-a-cath",
+            r"mediport",
+            r"pacemaker",
+            r"pacer",
+            r"\b(?:a?icd)\b",
+            r"defibrillator",
+            r"\bleads?\b",
+            r"\bwires?\b",
+            r"sternotom\w*",
+            r"\bcabg\b",
+            r"\bclips?\b",
+            r"sutures?",
+            r"\bstents?\b",
+            r"(?:prosthe\w*|artificial|mechanical) (?:\w+ )?valve",
+            r"valve (?:replacement|prosthesis)",
+            r"hardware",
+            r"\bplates?\b",
+            r"\bscrews?\b",
+            r"\brods?\b",
+            r"\bdrains?\b",
+            r"devices?",
+            r"generator",
+            r"electrodes?",
+            r"loop recorder",
+            r"staples",
+            r"cerclage",
+            r"\bcoils?\b",
+            r"(?:ivc|vena cava) filter",
+            r"arthroplast\w*",
+            r"prosthes[ie]s",
+            r"anchors?",
+            r"\bvp shunt|shunt catheter",
+        ),
+        not_this=(r"(?:end|growth|epiphyseal) plates?", r"(?:bullet|jewelry|button|clothing|snap)",
+                  r"tube(?:rcul|r)"),
+    ),
+)
+assert tuple(rule.name for rule in RULES) == FINDINGS
+
+# Sections that are not about what is seen on this exam.
+SKIPPED_SECTIONS = re.compile(r"^(?:indication|comparison):", re.I)
+SECTION_NAME = re.compile(r"^(?:findings|impression):\s*", re.I)
+
+
+def _sentences(report: str) -> list[str]:
+    kept = [SECTION_NAME.sub("", line) for line in report.splitlines() if not SKIPPED_SECTIONS.match(line.strip())]
+    text = " ".join(kept).lower()
+    for pattern, replacement in NOT_NEGATIONS:
+        text = re.sub(pattern, replacement, text)
+    return [" ".join(s.split()) for s in SENTENCE_END.split(text) if s.strip()]
+
+
+class RuleLabeler:
+    """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
+
+    version = "rule-labeler-1"
+
+    def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
+        return [self._label_one(text) for text in texts]
+
+    def _label_one(self, report: str) -> dict[str, str]:
+        sentences = _sentences(report)
+        labels = {rule.name: "Yes" if any(rule.present_in(s) for s in sentences) else "No" for rule in RULES}
+        labels[NO_FINDING] = no_finding(labels)
+        return labels

@@ -1,0 +1,57 @@
+"""harmonizer.kind auto and the report job's labeler follow a model's held-out figures: never worse than the rules."""
+
+import shutil
+
+import pytest
+
+from dicom_node.config import Settings
+from dicom_node.models import choose
+from slm.engine import Engine
+from slm.report_rules import RuleLabeler
+from slm.rules import RuleHarmonizer
+from training.gate import read_figures, rules_do_better, write_figures
+
+REPORT = "FINDINGS: Small left pleural effusion. The heart is normal."
+
+
+@pytest.fixture
+def folder(tiny_model_folder, tmp_path):
+    return shutil.copytree(tiny_model_folder, tmp_path / "model")
+
+
+def settings_for(folder, kind="auto") -> Settings:
+    return Settings.model_validate({"model": {"path": str(folder), "device": "cpu"}, "harmonizer": {"kind": kind}})
+
+
+def test_rules_do_better_only_where_both_were_judged_and_the_rules_won():
+    record = {"model": {"harmonization_accuracy": 0.80, "labeling_macro_f1": 0.95},
+              "rules": {"harmonization_accuracy": 0.90, "labeling_macro_f1": 0.93}}
+    assert rules_do_better(record, "harmonization_accuracy") and not rules_do_better(record, "labeling_macro_f1")
+    assert not rules_do_better(record, "impression_rouge_l")  # the rules write no impressions
+    assert not rules_do_better(None, "harmonization_accuracy")  # no figures: the model, as configured
+
+
+def test_auto_picks_rules_when_the_models_figures_are_worse(folder):
+    settings = settings_for(folder)
+    assert isinstance(choose.harmonizer(settings, choose.Choice(settings.model)), Engine)  # no figures yet
+    write_figures(folder, {"harmonization_accuracy": 0.62, "labeling_macro_f1": 0.40},
+                  {"harmonization_accuracy": 0.93, "labeling_macro_f1": 0.93}, {"harmonize": 62, "label": 150})
+    assert read_figures(folder)["held_out_examples"] == {"harmonize": 62, "label": 150}
+    choice = choose.Choice(settings.model)
+    assert isinstance(choose.harmonizer(settings, choice), RuleHarmonizer)
+    assert isinstance(choose.harmonizer(settings_for(folder, "slm"), choice), Engine)  # slm: the model, always
+
+    model = choose.report_model(settings, choice, RuleHarmonizer())
+    reader = choose.pick_reader(choice, model)
+    assert reader.version == f"{model.version}+rule-labels"
+    assert reader.label([REPORT]) == RuleLabeler().label([REPORT])
+    assert reader.impression([REPORT]) == model.impression([REPORT])
+
+
+def test_auto_keeps_the_model_when_its_figures_are_better(folder):
+    write_figures(folder, {"harmonization_accuracy": 0.97, "labeling_macro_f1": 0.95},
+                  {"harmonization_accuracy": 0.93, "labeling_macro_f1": 0.93}, {"harmonize": 62, "label": 150})
+    settings = settings_for(folder)
+    choice = choose.Choice(settings.model)
+    model = choose.harmonizer(settings, choice)
+    assert isinstance(model, Engine) and choose.pick_reader(choice, model) is model

@@ -1,0 +1,51 @@
+"""The rules' reading in the prompt of a model trained with it: the combination of rules and model."""
+
+import shutil
+
+import pytest
+
+from slm.engine import load_engine
+from slm.hints import PROMPT_FILE, reads_hints, rule_hint, write_prompt_file
+from slm.tasks import HARMONIZE, IMPRESSION, LABEL, report_text
+from tests.support.paths import DATA_AVAILABLE, ROOT
+
+
+def test_hints_say_what_the_rules_read():
+    assert rule_hint(HARMONIZE, "t2_tirm_tra_dark-fluid") == "FLAIR"
+    assert rule_hint(HARMONIZE, "ep2ddiffusionADC") in ("none", "Other", "DWI", "ADC", "DWI?", "ADC?")
+    assert rule_hint(HARMONIZE, "xyzzy") == "none"  # no rule matched: the model is on its own
+    report = report_text({"indication": "cardiomegaly?", "findings": "Small left pleural effusion. The heart is normal."})
+    assert rule_hint(IMPRESSION, report) == "Pleural Effusion"  # the indication is not what is seen
+    label_hint = rule_hint(LABEL, report)  # the answer's own JSON, as the rules would write it
+    assert label_hint.startswith('{"Enlarged Cardiomediastinum": "No", "Cardiomegaly": "No"')
+    assert '"Pleural Effusion": "Yes"' in label_hint and label_hint.endswith('"No Finding": "No"}')
+    assert rule_hint(IMPRESSION, report_text({"findings": "Lungs are clear."})) == "none"
+
+
+def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_model_folder, tmp_path):
+    plain = load_engine(str(tiny_model_folder), device="cpu")
+    assert not plain.rule_hints and not reads_hints(tiny_model_folder)
+    hinted_folder = shutil.copytree(tiny_model_folder, tmp_path / "hinted")
+    write_prompt_file(hinted_folder, rule_hints=True)
+    hinted = load_engine(str(hinted_folder), device="cpu")
+    assert hinted.rule_hints and (hinted_folder / PROMPT_FILE).is_file()
+    decode = hinted.tokenizer.decode
+    assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows("AX T2 FLAIR"))
+    assert "### Rules:" not in decode(plain._harmonize_rows("AX T2 FLAIR"))
+    assert '"Pleural Effusion": "Yes"' in decode(hinted._label_rows("FINDINGS: Small left pleural effusion."))
+    # Answers stay valid and the same shape either way.
+    assert len(hinted.harmonize(["AX T2 FLAIR", "xyzzy"])) == 2
+    assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
+
+
+@pytest.mark.skipif(not DATA_AVAILABLE, reason="needs ../shared/data (the tiny recipe's training data)")
+def test_a_recipe_with_rule_hints_trains_a_model_that_reads_them(tmp_path, monkeypatch):
+    from training.recipe import load_config
+    from training.train import train
+
+    monkeypatch.chdir(ROOT)  # the recipe's data paths are relative to the repository root
+    folder = train(load_config("config/training/tiny.yaml", [f"output_dir={tmp_path / 'm'}", "rule_hints=true"]))
+    assert reads_hints(folder) and load_engine(str(folder), device="cpu").rule_hints
+    # Fine-tuning keeps the prompt the base was trained with, or says why not.
+    with pytest.raises(ValueError, match="trained with rule hints: set rule_hints: true"):
+        train(load_config("config/training/tiny.yaml", [f"output_dir={tmp_path / 'f'}", f"base={folder}"]))
