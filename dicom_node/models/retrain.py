@@ -3,7 +3,8 @@
     slmnode models retrain [--recipe FILE] [--no-promote] [key=value ...]
 
 One run: export the store's corrections into a new version folder (<models_folder>/<UTC time>), train
-the recipe (retraining.recipe: the base data) with those corrections added, each seen
+the recipe (retraining.recipe: the base data; a fine-tuning recipe starts from the running version)
+with those corrections added, each seen
 retraining.corrections_weight times; then judge the current version (the registry's active one, else
 model.path) and the candidate on the same held-out examples: the recipe's dev split (never test), at
 most retraining.eval_limit per task, plus the corrections themselves. The gate refuses the candidate
@@ -26,7 +27,7 @@ from dicom_node.store.database import Store
 from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, encode_rows
 from training import gate
 from training.data import corrections_examples
-from training.recipe import with_corrections
+from training.recipe import TrainConfig, with_corrections
 from training.train import train
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ def retrain(
     folder = new_version_folder(Path(retraining.models_folder))
     try:
         corrections_file = export_corrections(store, folder)
-        config = with_corrections(recipe or retraining.recipe, overrides, folder, corrections_file,
-                                  retraining.corrections_weight)
+        config = from_running(
+            with_corrections(recipe or retraining.recipe, overrides, folder, corrections_file,
+                             retraining.corrections_weight),
+            current,
+        )
         held_out = gate.evaluation_examples(config, retraining.eval_limit)
         corrected = corrections_examples(corrections_file)
         log.info("judging the current version %s", current.version)
@@ -117,6 +121,17 @@ def retrain(
     if promote and result.passed:
         result.promoted = registry.promote(store, candidate.version, who, f"gate passed against {current.version}")
     return result
+
+
+def from_running(config: TrainConfig, current: registry.RegisteredVersion) -> TrainConfig:
+    """A fine-tuning recipe goes on from the running version, so what earlier retrainings learned stays.
+
+    A scratch recipe trains anew, and a version that is a LoRA adapter keeps the recipe's base (an
+    adapter is not a base to fine-tune in full).
+    """
+    if config.base == "scratch" or current.adapter:
+        return config
+    return config.model_copy(update={"base": current.path})
 
 
 def current_version(store: Store, settings: Settings, who: str) -> registry.RegisteredVersion:

@@ -165,3 +165,21 @@ def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, ca
 def test_no_figure_to_compare_is_no_pass():
     result = RetrainResult("v1", "v2", Path("models/v2"), 0, [], {}, {}, promoted=False)
     assert not result.passed and result.reasons == [NOTHING_TO_COMPARE]
+
+
+def test_a_fine_tuning_recipe_goes_on_from_the_running_version():
+    from datetime import datetime
+
+    from dicom_node.models.registry import RegisteredVersion
+    from dicom_node.models.retrain import from_running
+    from training.recipe import TrainConfig
+
+    def running(path, adapter=None):
+        return RegisteredVersion("v1-abc", path, adapter, {}, None, datetime(2026, 1, 1), active=True)
+
+    fine_tune = TrainConfig(output_dir="models/v2", base="embedded")
+    assert from_running(fine_tune, running("/models/v1")).base == "/models/v1"
+    assert from_running(fine_tune, running("embedded")).base == "embedded"  # the first retraining
+    assert from_running(fine_tune, running("facebook/opt-350m", "/models/v1/adapter")).base == "embedded"
+    scratch = TrainConfig(output_dir="models/v2", base="scratch")
+    assert from_running(scratch, running("/models/v1")).base == "scratch"
