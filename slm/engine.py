@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from slm.harmonizer import Prediction
-from slm.hints import reads_hints, rule_hint
+from slm.hints import hints_for, reads_hints, rule_answers
 from slm.tasks import (
     HARMONIZE,
     IMPRESSION,
@@ -286,9 +286,17 @@ class Engine:
                          + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
 
     def _label_rows(self, text: str) -> list[int]:
-        reserve = sum(len(p) for p in self.label_pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
+        pieces = self._label_pieces(text)
+        reserve = sum(len(p) for p in pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
         hint = self._hint(LABEL, text)
-        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t, hint) + self.label_pieces[0], reserve)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t, hint) + pieces[0], reserve)
+
+    def _label_pieces(self, text: str) -> list[list[int]]:
+        """Token ids of the fixed pieces of a labeling answer: the same for every report, or for a model
+        trained with rule hints, keys that carry the rule labeler's answers for this report."""
+        if not self.rule_hints:
+            return self.label_pieces
+        return [encode_piece(self.tokenizer, piece) for piece in label_pieces(rule_answers(text))[0::2]]
 
     def _impression_rows(self, text: str) -> list[int]:
         hint = self._hint(IMPRESSION, text)
@@ -296,8 +304,8 @@ class Engine:
                          self.impression_max_tokens)
 
     def _hint(self, task: Task, text: str) -> str | None:
-        """The rules' reading of the whole text (before any cut), for a model trained with it."""
-        return rule_hint(task, text) if self.rule_hints else None
+        """The rules' reading of the whole text (before any cut) for the prompt, for a model trained with it."""
+        return hints_for(task, text, self.rule_hints)[0]
 
     def _fit(self, text: str, encode: Callable[[str], list[int]], reserve: int) -> list[int]:
         """Prompt ids for `text`, dropping the start of the text if the whole would not fit the context."""
@@ -307,13 +315,13 @@ class Engine:
         return ids
 
     def _batched(self, texts: Sequence[str], encode: Callable[[str], list[int]], run: Callable) -> list:
-        """run(rows) over batches of similar length, results back in input order."""
+        """run(rows, texts) over batches of similar length, results back in input order."""
         rows = [encode(text) for text in texts]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         results: list = [None] * len(rows)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start: start + self.batch_size]
-            for i, result in zip(chunk, run([rows[i] for i in chunk])):
+            for i, result in zip(chunk, run([rows[i] for i in chunk], [texts[i] for i in chunk])):
                 results[i] = result
         return results
 
@@ -357,12 +365,13 @@ class Engine:
                     rest[:, j] += logprobs[:, f, t, token]
         return scores + rest
 
-    def _harmonize_scores(self, rows: list[list[int]]) -> list[torch.Tensor]:
+    def _harmonize_scores(self, rows: list[list[int]], _texts: Sequence[str]) -> list[torch.Tensor]:
         batch, first = self._start(HARMONIZE, rows)
         return list(self._scores(batch, first, self.harmonize_choice).cpu())
 
-    def _label_walk(self, rows: list[list[int]]) -> list[tuple[dict[str, str], dict[str, float]]]:
+    def _label_walk(self, rows: list[list[int]], texts: Sequence[str]) -> list[tuple[dict[str, str], dict[str, float]]]:
         batch, logprobs = self._start(LABEL, rows)
+        pieces = [self._label_pieces(text) for text in texts]
         labels: list[dict[str, str]] = [{} for _ in rows]
         yes: list[dict[str, float]] = [{} for _ in rows]
         for slot, (key, choice) in enumerate(zip(LABEL_KEYS, self.label_choices)):
@@ -371,12 +380,11 @@ class Engine:
                 yes[i][key] = round(float(p[0]), 6)
                 labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else choice.options[int(p.argmax())]
             if slot + 1 < len(self.label_choices):
-                following = self.label_pieces[slot + 1]
                 answers = [encode_piece(self.tokenizer, labels[i][key]) for i in range(len(rows))]
-                logprobs = batch.extend([answer + following for answer in answers])
+                logprobs = batch.extend([answer + pieces[i][slot + 1] for i, answer in enumerate(answers)])
         return list(zip(labels, yes))
 
-    def _greedy(self, rows: list[list[int]]) -> list[list[int]]:
+    def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
         batch, logprobs = self._start(IMPRESSION, rows)
         stops, banned = self._stop_tokens()
         budget = max(1, min(self.impression_max_tokens, self.max_positions - max(map(len, rows))))

@@ -2,7 +2,9 @@
 
 The rule harmonizer and the rule labeler are right on most plain text and wrong in ways a model can
 learn (glued words, folder-name forms, phrasing they do not know); a model that reads their answer
-next to the input copies it where it holds and overrides it where its own reading is surer. Whether a
+next to the input copies it where it holds and overrides it where its own reading is surer. A
+description's hint and a report's positive findings go in the prompt; the labeler's answer for each
+finding goes in the answer's key for that finding (slm.tasks.label_pieces), right before the model's. Whether a
 model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true}, written
 by the trainer, read by the engine, so a model is always asked the way it was trained.
 """
@@ -15,24 +17,38 @@ from pathlib import Path
 
 from slm.report_rules import RuleLabeler
 from slm.rules import decide
-from slm.tasks import FINDINGS, HARMONIZE, LABEL, LABEL_KEYS, Task, fill, label_pieces
+from slm.tasks import FINDINGS, HARMONIZE, LABEL, LABEL_KEYS, Task
 
 PROMPT_FILE = "prompt.json"
 SURE = 0.85  # a rule decision at least this confident is shown plain; below, with a question mark
 
 
-def rule_hint(task: Task, text: str) -> str:
-    """What the rules say of `text`: a label for a description, the 14 Yes/No answers for a report to
-    label (as JSON, like the answer), the positive findings for a report to write an impression for."""
+def rule_hint(task: Task, text: str) -> str | None:
+    """What the rules say of `text`, for the prompt: a label for a description, the positive findings
+    for a report to write an impression for. Labeling carries the rules' answers in the answer's own
+    keys instead (rule_answers), so its prompt has no hint."""
     if task is HARMONIZE:
         decision = decide(text)
         if decision.reason in ("no rule matched", "empty description"):
             return "none"
         return decision.label if decision.confidence >= SURE else f"{decision.label}?"
+    if task is LABEL:
+        return None
     labels = _labeler().label([text])[0]
-    if task is LABEL:  # written as the answer is, so each of the model's slots has its twin in the hint
-        return "".join(fill(label_pieces(), [labels[key] for key in LABEL_KEYS]))
     return ", ".join(finding for finding in FINDINGS if labels[finding] == "Yes") or "none"
+
+
+def rule_answers(text: str) -> list[str]:
+    """The rule labeler's 14 Yes/No answers for a report, in LABEL_KEYS order."""
+    labels = _labeler().label([text])[0]
+    return [labels[key] for key in LABEL_KEYS]
+
+
+def hints_for(task: Task, text: str, rule_hints: bool) -> tuple[str | None, list[str] | None]:
+    """(prompt hint, rule answers in the labeling keys) for a model trained with or without rule hints."""
+    if not rule_hints:
+        return None, None
+    return rule_hint(task, text), rule_answers(text) if task is LABEL else None
 
 
 @lru_cache(maxsize=1)

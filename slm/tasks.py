@@ -89,10 +89,15 @@ def harmonize_pieces(description: str) -> list[str | tuple[str, ...]]:
     return ["{" + key + ': "', SERIES_LABELS, '"}']
 
 
-def label_pieces() -> list[str | tuple[str, ...]]:
+def label_pieces(rule_answers: Sequence[str] | None = None) -> list[str | tuple[str, ...]]:
+    """The labeling answer's pieces. With the rule labeler's 14 answers (a model trained with rule
+    hints, slm/hints.py), each key carries the rules' answer for it: '"Cardiomegaly" (rules: Yes): "'.
+    The answer then follows the rules' word for the very same finding, so a small model copies it where
+    the rules hold and learns from the report where they do not."""
     pieces: list[str | tuple[str, ...]] = []
     for i, key in enumerate(LABEL_KEYS):
-        pieces.append(("{" if i == 0 else '", ') + json.dumps(key) + ': "')
+        ruled = f" (rules: {rule_answers[i]})" if rule_answers is not None else ""
+        pieces.append(("{" if i == 0 else '", ') + json.dumps(key) + ruled + ': "')
         pieces.append(YES_NO)
     pieces.append('"}')
     return pieces
@@ -101,8 +106,11 @@ def label_pieces() -> list[str | tuple[str, ...]]:
 def glue_pieces() -> list[str]:
     """The fixed JSON text around answers. Our own tokenizers keep each as one token, so the token
     before an answer says which answer is asked: a small model trained from scratch learns that from
-    content at once, while reading it off positions takes it many epochs."""
-    return [piece for piece in label_pieces() if isinstance(piece, str)] + ['{"', '": "', '"}']
+    content at once, while reading it off positions takes it many epochs. The rule-hinted variants of
+    the labeling keys are single tokens too."""
+    keys = [piece for piece in label_pieces() if isinstance(piece, str)]
+    ruled = {piece for answer in YES_NO for piece in label_pieces([answer] * len(LABEL_KEYS)) if isinstance(piece, str)}
+    return keys + sorted(ruled - set(keys)) + ['{"', '": "', '"}']
 
 
 def fill(pieces: Sequence[str | tuple[str, ...]], answers: Sequence[str]) -> list[str]:
@@ -111,14 +119,15 @@ def fill(pieces: Sequence[str | tuple[str, ...]], answers: Sequence[str]) -> lis
     return [piece if isinstance(piece, str) else next(answers) for piece in pieces]
 
 
-def target_pieces(task: Task, text: str, answer) -> list[str]:
-    """Training target for one example: a label (harmonize), a dict of 14 Yes/No (label), a string (impression)."""
+def target_pieces(task: Task, text: str, answer, rule_answers: Sequence[str] | None = None) -> list[str]:
+    """Training target for one example: a label (harmonize), a dict of 14 Yes/No (label; with the rules'
+    answers in its keys for a rule-hinted model), a string (impression)."""
     if task is HARMONIZE:
         return fill(harmonize_pieces(text), [answer])
     if task is LABEL:
         labels = dict(answer)
         labels[NO_FINDING] = no_finding(labels)
-        return fill(label_pieces(), [labels[key] for key in LABEL_KEYS])
+        return fill(label_pieces(rule_answers), [labels[key] for key in LABEL_KEYS])
     if task is IMPRESSION:
         return [IMPRESSION_PREFIX, " " + " ".join(answer.split())]
     raise ValueError(f"unknown task {task!r}")

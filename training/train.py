@@ -26,7 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from slm.engine import ModelUnavailable, model_folder, pick_device
-from slm.hints import reads_hints, rule_hint, write_prompt_file
+from slm.hints import hints_for, reads_hints, write_prompt_file
 from slm.tasks import TASKS, encode_prompt, encode_target, fit_text, target_pieces
 from training.data import Example, recipe_examples
 from training.recipe import TrainConfig, load_config
@@ -42,11 +42,12 @@ def encode_example(
 ) -> tuple[list[int], list[int]] | None:
     """(input_ids, labels) with the prompt labelled IGNORE; the target is never cut, the input text may be.
 
-    With rule_hints the prompt carries the rules' reading of the whole text, as the engine will ask.
+    With rule_hints the prompt (and a labeling answer's keys) carry the rules' reading of the whole text,
+    as the engine will ask.
     """
     task = TASKS[example.task]
-    target = encode_target(tokenizer, target_pieces(task, example.text, example.answer))
-    hint = rule_hint(task, example.text) if rule_hints else None
+    hint, rule_answers = hints_for(task, example.text, rule_hints)
+    target = encode_target(tokenizer, target_pieces(task, example.text, example.answer, rule_answers))
     prompt = fit_text(tokenizer, example.text, lambda t: encode_prompt(tokenizer, task, t, hint), max_length - len(target))
     if prompt is None:
         return None
@@ -90,11 +91,11 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, group_by_l
 
 def tokenizer_texts(examples: Sequence[Example], rule_hints: bool = False) -> list[str]:
     """What a scratch tokenizer learns from: every prompt and every target the model will see."""
-    return [
-        TASKS[e.task].prompt(e.text, rule_hint(TASKS[e.task], e.text) if rule_hints else None)
-        + "".join(target_pieces(TASKS[e.task], e.text, e.answer))
-        for e in examples
-    ]
+    texts = []
+    for e in examples:
+        hint, rule_answers = hints_for(TASKS[e.task], e.text, rule_hints)
+        texts.append(TASKS[e.task].prompt(e.text, hint) + "".join(target_pieces(TASKS[e.task], e.text, e.answer, rule_answers)))
+    return texts
 
 
 def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):

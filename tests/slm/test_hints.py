@@ -5,8 +5,8 @@ import shutil
 import pytest
 
 from slm.engine import load_engine
-from slm.hints import PROMPT_FILE, reads_hints, rule_hint, write_prompt_file
-from slm.tasks import HARMONIZE, IMPRESSION, LABEL, report_text
+from slm.hints import PROMPT_FILE, reads_hints, rule_answers, rule_hint, write_prompt_file
+from slm.tasks import HARMONIZE, IMPRESSION, LABEL, LABEL_KEYS, label_pieces, report_text
 from tests.support.paths import DATA_AVAILABLE, ROOT
 
 
@@ -16,9 +16,11 @@ def test_hints_say_what_the_rules_read():
     assert rule_hint(HARMONIZE, "xyzzy") == "none"  # no rule matched: the model is on its own
     report = report_text({"indication": "cardiomegaly?", "findings": "Small left pleural effusion. The heart is normal."})
     assert rule_hint(IMPRESSION, report) == "Pleural Effusion"  # the indication is not what is seen
-    label_hint = rule_hint(LABEL, report)  # the answer's own JSON, as the rules would write it
-    assert label_hint.startswith('{"Enlarged Cardiomediastinum": "No", "Cardiomegaly": "No"')
-    assert '"Pleural Effusion": "Yes"' in label_hint and label_hint.endswith('"No Finding": "No"}')
+    assert rule_hint(LABEL, report) is None  # labeling carries the rules' answers in its keys instead
+    answers = dict(zip(LABEL_KEYS, rule_answers(report)))
+    assert answers["Pleural Effusion"] == "Yes" and answers["Cardiomegaly"] == "No" and answers["No Finding"] == "No"
+    pieces = [p for p in label_pieces(rule_answers(report)) if isinstance(p, str)]
+    assert pieces[9] == '", "Pleural Effusion" (rules: Yes): "' and pieces[1] == '", "Cardiomegaly" (rules: No): "'
     assert rule_hint(IMPRESSION, report_text({"findings": "Lungs are clear."})) == "none"
 
 
@@ -32,7 +34,10 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     decode = hinted.tokenizer.decode
     assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows("AX T2 FLAIR"))
     assert "### Rules:" not in decode(plain._harmonize_rows("AX T2 FLAIR"))
-    assert '"Pleural Effusion": "Yes"' in decode(hinted._label_rows("FINDINGS: Small left pleural effusion."))
+    assert decode(hinted._label_rows("FINDINGS: Small left pleural effusion.")).endswith(
+        '### Response:\n{"Enlarged Cardiomediastinum" (rules: No): "')
+    assert hinted._label_pieces("FINDINGS: Small left pleural effusion.")[9] == hinted.tokenizer(
+        '", "Pleural Effusion" (rules: Yes): "', add_special_tokens=False)["input_ids"]
     # Answers stay valid and the same shape either way.
     assert len(hinted.harmonize(["AX T2 FLAIR", "xyzzy"])) == 2
     assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
