@@ -8,6 +8,7 @@ ones resolved, and importlib.import_module/__import__ with a literal name. Sourc
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,18 @@ def test_the_checker_names_every_import_against_the_direction_and_nothing_else(t
         "slm.rules.vendors (slm/rules/vendors.py:2): importlib.import_module('dicom_node.store')",
         "training.retrain (training/retrain.py:1): from dicom_node.models import registry",
     ]
+
+
+def test_the_readme_layout_names_folders_and_modules_that_exist():
+    """README's Layout table: every folder it names exists, and every module it names is in that folder."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    for where, job in rows:
+        folders = [name for name in re.findall(r"`([^`]+)`", where) if name.endswith("/")]
+        for folder in folders:
+            assert (ROOT / folder).is_dir(), folder
+        for module in re.findall(r"`([\w/]+\.py)`", job):
+            places = [ROOT / module] if "/" in module else [ROOT / folder / module for folder in folders]
+            assert any(place.is_file() for place in places), (where, module)
