@@ -9,7 +9,8 @@ source stands for a site: one research protocol's naming), in a store of its own
 2. `slmnode models retrain` runs (dicom_node.models.retrain with the node's defaults: the embedded
    retraining recipe, corrections weighted retraining.corrections_weight; key=value overrides it);
 3. the other four fifths are scored: the rules, the shipped model, the retrained candidate, and what
-   the site sees after retraining (its store: a correction of any spelling wins, else the candidate).
+   the site sees after retraining (its store: a correction of any spelling wins, else what runs: the
+   candidate when the gate passed it, the shipped model when not).
 
 Figures are accuracies on those four fifths, in the same run. The shipped model was trained on the
 train part of real_public.csv (70 %), so its figures on that part are not held out: the "held-out"
@@ -86,12 +87,13 @@ def run_site(source: str, examples: list[Example], fifth: int, held_out_keys: se
             corrections.add_correction(store, example.text, example.answer, "site", None, utcnow())
         shipped = choose.load(choose.Choice(settings.model))
         result = retrain(store, settings, overrides=overrides, promote=True, who="site")
-        candidate = choose.load(choose.choose(settings, store))
+        candidate = choose.load(choose.Choice(settings.model.model_copy(update={"path": str(result.folder)})))
+        running = choose.harmonizer(settings, choose.choose(settings, store))  # the candidate if the gate passed
         texts = [e.text for e in rest]
         rules = [p.label for p in RuleHarmonizer().harmonize(texts)]
         before = [p.label for p in shipped.harmonize(texts)]
         after = candidate.harmonize(texts)
-        for text, prediction in zip(texts, after):  # the site's store, mapped by the running version
+        for text, prediction in zip(texts, running.harmonize(texts)):  # the site's store, mapped by what runs
             mappings.add_mapping(store, text, prediction, utcnow())
         effective = {m.description: m.label for m in mappings.mappings(store.engine)}
         site = [effective[text] for text in texts]
@@ -105,7 +107,8 @@ def run_site(source: str, examples: list[Example], fifth: int, held_out_keys: se
     return {
         "source": source, "corrected": len(corrected), "scored": len(rest), "held_out": len(unseen),
         "rules": both(rules), "shipped": both(before), "retrained": both([p.label for p in after]),
-        "site": both(site), "gate": "passed" if result.passed else "refused", "candidate": result.candidate,
+        "site": both(site), "candidate": result.candidate,
+        "gate": "passed" if result.passed else "refused: " + "; ".join(result.reasons),
     }
 
 

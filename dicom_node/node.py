@@ -111,7 +111,8 @@ class Node:
         except Exception as exc:  # missing folder, other weights, out of memory: the node goes on as it is
             log.error("cannot switch to model %s, keeping %s: %s", choice.version, self.model_version, exc)
             return None
-        self.use_model(model, choose.pick_harmonizer(self.settings, choice, model), choose.pick_reader(choice, model))
+        harmonizer = choose.pick_harmonizer(self.settings, choice, model)
+        self.use_model(model, harmonizer, choose.pick_reader(self.settings, choice, model))
         log.info("switched to model %s (the registry's active version)", model.version)
         return model.version
 
@@ -193,7 +194,7 @@ def serve(settings: Settings) -> None:
     choice = choose.stored_choice(settings)
     harmonizer = choose.harmonizer(settings, choice)
     model = choose.report_model(settings, choice, harmonizer)
-    reader = choose.pick_reader(choice, model) if model is not None else None
+    reader = choose.pick_reader(settings, choice, model) if model is not None else None
     with Node(settings, harmonizer, model, reader) as node:
         log.info("slmnode ready: %s", node.describe())
         while not stop.wait(1.0):

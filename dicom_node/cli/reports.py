@@ -194,7 +194,7 @@ def process(settings, limit) -> None:
     try:
         try:
             choice = choose.choose(settings, store)
-            model = choose.pick_reader(choice, choose.load(choice))
+            model = choose.pick_reader(settings, choice, choose.load(choice))
         except ModelUnavailable as exc:
             raise click.ClickException(f"no model to process reports with: {exc}") from None
         job = ReportJob(store, model, settings.reports)

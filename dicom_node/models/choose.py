@@ -90,9 +90,10 @@ def harmonizer(settings: Settings, choice: Choice, kind: str | None = None) -> H
 
 def pick_harmonizer(settings: Settings, choice: Choice, model, kind: str | None = None) -> Harmonizer:
     """The loaded model, or the rules when harmonizer.kind says so: "rules" always, "auto" when the model's
-    own held-out figures (figures.json in its folder) say the rules harmonize better."""
+    own held-out figures (figures.json in its folder) say the rules harmonize better, by more than the
+    gate's allowed drop (retraining.gate.max_drop: what the gate calls no worse, auto does too)."""
     kind = kind or settings.harmonizer.kind
-    if kind == "slm" or (kind == "auto" and not rules_do_better(held_out_figures(choice), "harmonization_accuracy")):
+    if kind == "slm" or (kind == "auto" and not _rules_do_better(settings, choice, "harmonization_accuracy")):
         return model
     from slm.rules import RuleHarmonizer
 
@@ -101,10 +102,10 @@ def pick_harmonizer(settings: Settings, choice: Choice, model, kind: str | None 
     return RuleHarmonizer()
 
 
-def pick_reader(choice: Choice, model):
+def pick_reader(settings: Settings, choice: Choice, model):
     """What reads reports: the model, or the rule labeler for the labels (impressions still the model's)
-    when the model's held-out figures say the rules label better."""
-    if not rules_do_better(held_out_figures(choice), "labeling_macro_f1"):
+    when the model's held-out figures say the rules label better (by more than the gate's allowed drop)."""
+    if not _rules_do_better(settings, choice, "labeling_macro_f1"):
         return model
     log.info("labeling reports with rules: on held-out reports they beat model %s (its figures.json)", model.version)
     return RuleLabels(model)
@@ -120,6 +121,10 @@ class RuleLabels:
         self.version = f"{model.version}+rule-labels"
         self.label = RuleLabeler().label
         self.impression = model.impression
+
+
+def _rules_do_better(settings: Settings, choice: Choice, figure: str) -> bool:
+    return rules_do_better(held_out_figures(choice), figure, settings.retraining.gate.max_drop.get(figure, 0.0))
 
 
 def held_out_figures(choice: Choice) -> dict | None:

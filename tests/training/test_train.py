@@ -86,9 +86,11 @@ def test_overlong_input_loses_its_start_never_the_target(tokenizer):
 @pytest.mark.slow  # loads and fine-tunes the shipped model
 def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
     """`base: embedded` (the retraining recipe's) fine-tunes the shipped model in full, wherever the command runs."""
-    from slm.engine import load_engine
+    from slm.engine import load_engine, model_folder
+    from slm.hints import reads_hints
 
-    out = train(tiny(tmp_path / "ft", "base=embedded", "max_length=448", "max_steps=2"))
+    hinted = f"rule_hints={str(reads_hints(model_folder('embedded'))).lower()}"  # as the shipped model was trained
+    out = train(tiny(tmp_path / "ft", "base=embedded", "max_length=448", "max_steps=2", hinted))
     tuned = load_engine(str(out), device="cpu", impression_max_tokens=4)
     shipped = load_engine("embedded", device="cpu")
     pairs = list(zip(tuned.model.parameters(), shipped.model.parameters()))
