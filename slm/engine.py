@@ -264,7 +264,8 @@ class Engine:
     @torch.inference_mode()
     def label_with_scores(self, texts: Sequence[str]) -> list[tuple[dict[str, str], dict[str, float]]]:
         """The 14 Yes/No labels and, per key, the model's probability of Yes at that point of the answer."""
-        return self._batched(texts, self._label_rows, self._label_walk)
+        reports = [(text, self._label_pieces(text)) for text in texts]  # the rule labeler once per report
+        return self._batched(reports, self._label_rows, self._label_walk)
 
     def impression(self, texts: Sequence[str]) -> list[str]:
         return [self.impression_text(ids) for ids in self.impression_tokens(texts)]
@@ -285,11 +286,11 @@ class Engine:
         return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t, hint)
                          + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
 
-    def _label_rows(self, text: str) -> list[int]:
-        pieces = self._label_pieces(text)
+    def _label_rows(self, report: tuple[str, list[list[int]]]) -> list[int]:
+        """A report's prompt and its answer's first key; labeling prompts carry no hint (the keys do)."""
+        text, pieces = report
         reserve = sum(len(p) for p in pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
-        hint = self._hint(LABEL, text)
-        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t, hint) + pieces[0], reserve)
+        return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t) + pieces[0], reserve)
 
     def _label_pieces(self, text: str) -> list[list[int]]:
         """Token ids of the fixed pieces of a labeling answer: the same for every report, or for a model
@@ -314,14 +315,14 @@ class Engine:
             raise ValueError(f"the model's context ({self.max_positions} tokens) cannot hold this task's prompt")
         return ids
 
-    def _batched(self, texts: Sequence[str], encode: Callable[[str], list[int]], run: Callable) -> list:
-        """run(rows, texts) over batches of similar length, results back in input order."""
-        rows = [encode(text) for text in texts]
+    def _batched(self, inputs: Sequence, encode: Callable[..., list[int]], run: Callable) -> list:
+        """run(rows, inputs) over batches of similar length, results back in input order."""
+        rows = [encode(item) for item in inputs]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         results: list = [None] * len(rows)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start: start + self.batch_size]
-            for i, result in zip(chunk, run([rows[i] for i in chunk], [texts[i] for i in chunk])):
+            for i, result in zip(chunk, run([rows[i] for i in chunk], [inputs[i] for i in chunk])):
                 results[i] = result
         return results
 
@@ -369,9 +370,9 @@ class Engine:
         batch, first = self._start(HARMONIZE, rows)
         return list(self._scores(batch, first, self.harmonize_choice).cpu())
 
-    def _label_walk(self, rows: list[list[int]], texts: Sequence[str]) -> list[tuple[dict[str, str], dict[str, float]]]:
+    def _label_walk(self, rows: list[list[int]], reports: Sequence[tuple]) -> list[tuple[dict[str, str], dict[str, float]]]:
         batch, logprobs = self._start(LABEL, rows)
-        pieces = [self._label_pieces(text) for text in texts]
+        pieces = [report_pieces for _, report_pieces in reports]
         labels: list[dict[str, str]] = [{} for _ in rows]
         yes: list[dict[str, float]] = [{} for _ in rows]
         for slot, (key, choice) in enumerate(zip(LABEL_KEYS, self.label_choices)):

@@ -4,9 +4,9 @@ The rule harmonizer and the rule labeler are right on most plain text and wrong 
 learn (glued words, folder-name forms, phrasing they do not know); a model that reads their answer
 next to the input copies it where it holds and overrides it where its own reading is surer. A
 description's hint and a report's positive findings go in the prompt; the labeler's answer for each
-finding goes in the answer's key for that finding (slm.tasks.label_pieces), right before the model's. Whether a
-model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true}, written
-by the trainer, read by the engine, so a model is always asked the way it was trained.
+finding goes in the answer's key for that finding (slm.tasks.label_pieces), right before the model's.
+Whether a model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true},
+written by the trainer, read by the engine, so a model is always asked the way it was trained.
 """
 
 from __future__ import annotations

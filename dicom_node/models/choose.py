@@ -3,8 +3,10 @@
 The model is the registry's active version when one was promoted, else model.path (+ model.adapter)
 of the settings; device, batch size and impression budget always come from the settings' `model`
 section. harmonizer.kind then says who maps Series Descriptions: that model ("slm"), the rules
-("rules"), or the model when it loads and the rules when not ("auto"). Reports are read by the same
-model. A version chosen from the registry must still hold the weights it was registered with.
+("rules"), or ("auto") the model unless it does not load or its own held-out figures (figures.json)
+say the rules did better. Reports are read by the same model, with the rule labeler's labels where
+those figures say the rules label better. A version chosen from the registry must still hold the
+weights it was registered with.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dicom_node.config import ModelSettings, Settings
 from dicom_node.models import registry
 from dicom_node.store.database import Store
 from slm.harmonizer import Harmonizer
-from training.gate import rules_do_better
+from training.gate import read_figures, rules_do_better
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,6 @@ def _rules_do_better(settings: Settings, choice: Choice, figure: str) -> bool:
 def held_out_figures(choice: Choice) -> dict | None:
     """What the chosen model's folder says of it and of the rules on the same held-out examples."""
     from slm.engine import model_folder
-    from training.gate import read_figures
 
     return read_figures(model_folder(choice.model.adapter or choice.model.path))
 

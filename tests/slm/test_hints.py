@@ -34,10 +34,11 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     decode = hinted.tokenizer.decode
     assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows("AX T2 FLAIR"))
     assert "### Rules:" not in decode(plain._harmonize_rows("AX T2 FLAIR"))
-    assert decode(hinted._label_rows("FINDINGS: Small left pleural effusion.")).endswith(
+    effusion = "FINDINGS: Small left pleural effusion."
+    pieces = hinted._label_pieces(effusion)
+    assert decode(hinted._label_rows((effusion, pieces))).endswith(
         '### Response:\n{"Enlarged Cardiomediastinum" (rules: No): "')
-    assert hinted._label_pieces("FINDINGS: Small left pleural effusion.")[9] == hinted.tokenizer(
-        '", "Pleural Effusion" (rules: Yes): "', add_special_tokens=False)["input_ids"]
+    assert pieces[9] == hinted.tokenizer('", "Pleural Effusion" (rules: Yes): "', add_special_tokens=False)["input_ids"]
     # Answers stay valid and the same shape either way.
     assert len(hinted.harmonize(["AX T2 FLAIR", "xyzzy"])) == 2
     assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
