@@ -83,13 +83,12 @@ class Node:
         quiet = self.settings.reports.ingest_quiet_seconds
         return quiet > 0 and time.monotonic() - self.store.last_instance_at < quiet
 
-    def use_model(self, model, harmonizer: Harmonizer | None = None, reader=None) -> None:
-        """Run `model` from now on: the worker's next batch harmonizes with `harmonizer` (default the
-        model, unless harmonizer.kind is rules), the report job's next run reads with `reader` (default the
-        model). Associations go on: the C-STORE handler never calls the model."""
+    def use_model(self, model, harmonizer: Harmonizer, reader) -> None:
+        """Run `model` from now on: the worker's next batch harmonizes with `harmonizer` (unless
+        harmonizer.kind is rules), the report job's next run reads with `reader` (choose.pick_harmonizer
+        and choose.pick_reader say which). Associations go on: the C-STORE handler never calls the model."""
         if self.settings.harmonizer.kind != "rules":
-            self.harmonizer = self.worker.harmonizer = harmonizer or model
-        reader = reader or model
+            self.harmonizer = self.worker.harmonizer = harmonizer
         if self.report_job is None:
             self.report_job = self._report_job(reader)  # no model at start: reports get one now
         else:

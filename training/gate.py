@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from training.data import Example, recipe_examples
 from training.recipe import TrainConfig
@@ -116,11 +117,8 @@ def rule_figures(held_out: dict[str, list[Example]]) -> dict[str, float]:
     from slm.report_rules import RuleLabeler
     from slm.rules import RuleHarmonizer
 
-    class Rules:
-        harmonize = RuleHarmonizer().harmonize
-        label = RuleLabeler().label
-
-    return figures(Rules(), {task: held_out[task] for task in ("harmonize", "label") if held_out.get(task)}, [], "rules")
+    rules = SimpleNamespace(harmonize=RuleHarmonizer().harmonize, label=RuleLabeler().label)
+    return figures(rules, {task: held_out[task] for task in ("harmonize", "label") if held_out.get(task)}, [], "rules")
 
 
 # What a model folder says of itself: its figures and the rules' on the same held-out examples, so that
