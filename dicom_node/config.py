@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from slm.tasks import SERIES_LABELS
 from training.gate import GATE_FIGURES
 
 CONFIG_ENV = "SLMNODE_CONFIG"
@@ -124,6 +125,59 @@ class RetrainingSettings(_Section):
         return value
 
 
+class RouteWhen(_Section):
+    """What a series must be for a rule to forward it; an empty list matches anything."""
+
+    labels: list[str] = []
+    modalities: list[str] = []
+    calling_aes: list[str] = []
+    min_confidence: float = Field(0.0, ge=0, le=1, strict=False)
+
+    @field_validator("labels")
+    @classmethod
+    def _known_labels(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SERIES_LABELS))
+        if unknown:
+            raise ValueError(f"unknown labels {', '.join(unknown)}; the labels are {', '.join(SERIES_LABELS)}")
+        return value
+
+
+class RouteDestination(_Section):
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    ca_certificates: str | None = None  # verify the destination against these (else the system's)
+    certificate: str | None = None  # our client certificate, when the destination asks for one
+    private_key: str | None = None
+
+
+class RouteRule(_Section):
+    name: str = Field(min_length=1, max_length=64)  # what "forwarded once per rule" counts by; keep it stable
+    when: RouteWhen = RouteWhen()
+    send_to: RouteDestination
+
+
+class RoutingSettings(_Section):
+    rules: list[RouteRule] = []
+    batch_size: int = Field(64, ge=1)
+    poll_seconds: float = Field(2.0, gt=0, strict=False)
+    retry_seconds: float = Field(10.0, gt=0, strict=False)
+    max_retry_seconds: float = Field(600.0, gt=0, strict=False)
+    max_attempts: int = Field(5, ge=1)
+    claim_seconds: float = Field(300.0, gt=0, strict=False)
+    timeout: float = Field(30.0, gt=0, strict=False)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, value: list[RouteRule]) -> list[RouteRule]:
+        names = [rule.name for rule in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique: {', '.join(twice)}")
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     file: str | None = None
@@ -138,6 +192,16 @@ class Settings(_Section):
     reports: ReportSettings = ReportSettings()
     retraining: RetrainingSettings = RetrainingSettings()
     logging: LoggingSettings = LoggingSettings()
+    routing: RoutingSettings = RoutingSettings()
+
+    @model_validator(mode="after")
+    def _routing_needs_files(self) -> Settings:
+        if self.routing.rules and self.storage.mode != "files":
+            raise ValueError(
+                "routing rules forward the instances as received, so they need storage.mode: files "
+                f"(it is {self.storage.mode})"
+            )
+        return self
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:

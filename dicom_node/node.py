@@ -26,6 +26,7 @@ from dicom_node.jobs.scheduler import MODELS, PROCESS, RETRAINING, NodeScheduler
 from dicom_node.dicom.scp import start_scp
 from dicom_node.store.database import Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
+from dicom_node.jobs.routing import RoutingWorker
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class Node:
         self.harmonizer = harmonizer
         self.store = Store(settings.store.url, synchronous=settings.store.synchronous)
         self.worker = HarmonizationWorker(self.store, harmonizer, settings.harmonizer)
+        self.router = (
+            RoutingWorker(self.store, settings.routing, settings.dicom.ae_title) if settings.routing.rules else None
+        )
         self.scheduler = NodeScheduler(settings.store.url)
         self.report_job = self._report_job(reader or model)
         self.model_version = (model or harmonizer).version  # what follow_registry compares with the registry
@@ -140,6 +144,8 @@ class Node:
     def start(self) -> Node:
         self.worker.start()
         try:
+            if self.router is not None:
+                self.router.start()
             self.server = start_scp(self.settings, self.store)
             if self.scheduler.job_ids:
                 self.scheduler.start()
@@ -156,6 +162,8 @@ class Node:
             self.report_job.stopping.set()  # the current batch ends, the other claims are given back
         self.scheduler.stop()
         self.worker.stop()
+        if self.router is not None:
+            self.router.stop()
         self.store.close()
 
     def __enter__(self) -> Node:
@@ -181,7 +189,8 @@ class Node:
         )
         return (
             f"AE {dicom.ae_title} listening on {dicom.bind_address}:{self.port}, TLS {tls}, {where}, "
-            f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}"
+            f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}, "
+            f"routing rules {len(self.settings.routing.rules)}"
         )
 
 

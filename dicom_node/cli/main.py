@@ -11,6 +11,7 @@ from dicom_node.cli.mappings import correct, export, import_, mappings, show
 from dicom_node.cli.models import models, reharmonize
 from dicom_node.cli.predict import predict
 from dicom_node.cli.reports import reports
+from dicom_node.cli.routes import routes
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 
 
@@ -40,7 +41,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = settings
 
 
-for command in (serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models):
+for command in (
+    serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models, routes
+):
     cli.add_command(command)
 
 

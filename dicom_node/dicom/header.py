@@ -82,6 +82,7 @@ class InstanceRecord:
     patient_id: str | None = None
     patient_name: str | None = None
     file_path: str | None = None
+    calling_ae: str | None = None  # the sender's AE title, set by the SCP
 
     @classmethod
     def from_dataset(

@@ -82,6 +82,7 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
         record = InstanceRecord.from_dataset(
             header, transfer_syntax, keep_patient_identifiers=settings.store.keep_patient_identifiers
         )
+        record = dataclasses.replace(record, calling_ae=event.assoc.requestor.ae_title.strip() or None)
     except MissingTag as exc:
         log.warning("Refused %s: %s", where, _loggable(exc))
         return StoreStatus.DOES_NOT_MATCH_SOP_CLASS

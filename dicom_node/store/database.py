@@ -120,7 +120,9 @@ class DriverInsert:
         return tuple(values[name] for name in self._positions) if self._positions is not None else values
 
 
-INSTANCE_COLUMNS = ("sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at")
+INSTANCE_COLUMNS = (
+    "sop_instance_uid", "series_id", "sop_class_uid", "transfer_syntax", "file_path", "received_at", "calling_ae"
+)
 
 
 class _IdCache:
@@ -293,6 +295,7 @@ class Store:
             "transfer_syntax": record.transfer_syntax,
             "file_path": record.file_path,
             "received_at": utcnow(),
+            "calling_ae": record.calling_ae,
         }
         cursor = conn.connection.dbapi_connection.cursor()
         try:

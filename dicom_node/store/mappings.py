@@ -62,7 +62,7 @@ class SeriesMapping:
     instances: int
 
 
-def _latest_corrections():
+def latest_corrections():
     """Per spelling_hash, the label of the latest correction of any of its spellings (by time, then by order
     of entry): "ax t2 flair" corrected labels "AX_T2_FLAIR" too."""
     corrected = Description.__table__.alias("corrected_description")
@@ -88,7 +88,7 @@ def mappings(
     unreviewed: bool = False,
 ) -> list[Mapping]:
     """Every description with its effective label, filtered; `since` is when it was first seen."""
-    corrected = _latest_corrections()
+    corrected = latest_corrections()
     series_counts = select(Series.description_id, func.count().label("n")).group_by(Series.description_id).subquery()
     effective = func.coalesce(corrected.c.label, Description.label)
     query = (
@@ -136,7 +136,7 @@ def corrections(engine: Engine) -> list[CorrectionRow]:
 
 def series_mappings(engine: Engine, study_uid: str | None = None, series_uid: str | None = None) -> list[SeriesMapping]:
     """The series of one study (or the one series) with their descriptions' effective labels."""
-    corrected = _latest_corrections()
+    corrected = latest_corrections()
     instance_counts = select(Instance.series_id, func.count().label("n")).group_by(Instance.series_id).subquery()
     query = (
         select(

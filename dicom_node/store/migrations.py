@@ -128,8 +128,36 @@ def _v4_spellings(conn: Connection) -> None:
     Index("ix_descriptions_spelling_hash", descriptions.c.spelling_hash).create(conn)
 
 
+def _v5_routing(conn: Connection) -> None:
+    """Routing: who sent each instance (instances.calling_ae) and the outgoing queue (forwards), spelt out
+    as in version 5."""
+    _add_column(conn, "instances", "calling_ae", String(16))
+    v5 = MetaData()
+    Table("instances", v5, Column("id", Integer, primary_key=True))  # only as a foreign key target
+    forwards = Table(
+        "forwards", v5,
+        Column("id", Integer, primary_key=True),
+        Column("rule", String(64), nullable=False),
+        Column("instance_id", Integer, ForeignKey("instances.id"), nullable=False, index=True),
+        Column("destination", String(300), nullable=False),
+        Column("status", String(8), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("last_error", Text),
+        Column("next_attempt_at", DateTime),
+        Column("claimed_by", String(200)),
+        Column("claimed_until", DateTime),
+        Column("queued_at", DateTime, nullable=False),
+        Column("sent_at", DateTime),
+        UniqueConstraint("rule", "instance_id", name="uq_forwards_rule_instance"),
+        Index("ix_forwards_queue", "rule", "status", "next_attempt_at"),
+    )
+    forwards.create(conn)
+
+
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
-STEPS: list[Callable[[Connection], None]] = [_v2_retry_backoff, _v3_reports_and_registry, _v4_spellings]
+STEPS: list[Callable[[Connection], None]] = [
+    _v2_retry_backoff, _v3_reports_and_registry, _v4_spellings, _v5_routing
+]
 LATEST = 1 + len(STEPS)
 
 

@@ -105,6 +105,7 @@ class Instance(Base):
     transfer_syntax: Mapped[str | None] = mapped_column(UID)
     file_path: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))  # who sent it: routing rules may ask
 
 
 # ---- reports and the companion job ---------------------------------------------------------------
@@ -151,6 +152,36 @@ class ReportResult(Base):
     processed_by: Mapped[str | None] = mapped_column(String(200))
     processed_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     __table_args__ = (UniqueConstraint("report_id", "model_version", name="uq_report_results_version"),)
+
+
+# ---- routing: the outgoing queue ----------------------------------------------------------------
+
+
+class Forward(Base):
+    """One instance to forward by one routing rule: unique per (rule, instance), so each goes once.
+
+    pending until the destination answers Success (sent) or refuses it routing.max_attempts times
+    (failed); an unreachable destination only makes it wait (next_attempt_at, doubling). claimed_by
+    and claimed_until keep two workers on one database from sending the same row at once.
+    """
+
+    __tablename__ = "forwards"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(300))  # AE@host:port when queued, for `slmnode routes`
+    status: Mapped[str] = mapped_column(String(8))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime)
+    queued_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (
+        UniqueConstraint("rule", "instance_id", name="uq_forwards_rule_instance"),
+        Index("ix_forwards_queue", "rule", "status", "next_attempt_at"),
+    )
 
 
 # ---- the model registry --------------------------------------------------------------------------

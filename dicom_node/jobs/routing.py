@@ -1,0 +1,133 @@
+"""The routing worker: forwards what the routing rules match, from the store's outgoing queue.
+
+The C-STORE handler never sends anything: it stores, and this thread, on its own, queues the instances
+of series whose label now matches a rule (store/routes.py) and sends them with the node's sender
+(dicom/sender.py), one association per batch. A row is marked sent in its own commit as soon as the
+destination answers Success, so a kill -9 can leave at most the instance in flight on each association
+sent twice (its Success came, its commit did not); everything else goes exactly once per rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+
+from dicom_node.config import RouteRule, RoutingSettings
+from dicom_node.dicom.network import client_tls_context
+from dicom_node.dicom.sender import AssociationFailed, Outcome, describe_status, send_files
+from dicom_node.store import routes
+from dicom_node.store.database import Store
+
+log = logging.getLogger(__name__)
+
+
+class RoutingWorker:
+    """Queues and sends for every rule of settings.routing; `calling_aet` is the node's AE title.
+
+    `worker_id` names this node's claims (host and AE title by default), so that a restarted node takes
+    its own unfinished rows back at once while other nodes on the same database leave them alone.
+    """
+
+    def __init__(self, store: Store, settings: RoutingSettings, calling_aet: str, worker_id: str | None = None):
+        self.store = store
+        self.settings = settings
+        self.calling_aet = calling_aet
+        self.worker_id = worker_id or f"{socket.gethostname()}:{calling_aet}"
+        self._tls = {rule.name: _tls_args(rule) for rule in settings.rules}
+        self._seen: routes.Watermark | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def queue_new(self) -> None:
+        """Queue what the rules match since the last look: only newer instances when no label changed."""
+        now = routes.watermark(self.store.engine)
+        if now == self._seen:
+            return
+        relabeled = self._seen is None or (now.mapped_at, now.correction_id) != (
+            self._seen.mapped_at,
+            self._seen.correction_id,
+        )
+        after = 0 if relabeled else self._seen.instance_id
+        for rule in self.settings.rules:
+            routes.enqueue(self.store, rule, after_instance_id=after)
+        self._seen = now
+
+    def run_once(self) -> int:
+        """Queue, then send one batch per rule; how many instances the destinations took."""
+        self.queue_new()
+        return sum(self._send_batch(rule) for rule in self.settings.rules)
+
+    def _send_batch(self, rule: RouteRule) -> int:
+        settings = self.settings
+        claimed = routes.claim(self.store, rule.name, self.worker_id, settings.batch_size, settings.claim_seconds)
+        if not claimed:
+            return 0
+        missing = [row for row in claimed if not row.file_path or not Path(row.file_path).is_file()]
+        if missing:
+            routes.record_failure(self.store, missing, "no file: received in metadata mode, or deleted", settings, True)
+        by_path = {Path(row.file_path): row for row in claimed if row not in missing}
+        sent, refused = 0, []
+
+        def settle(outcome: Outcome) -> None:
+            nonlocal sent
+            row = by_path[outcome.path]
+            if outcome.stored:
+                routes.mark_sent(self.store, row.forward_id)
+                sent += 1
+            elif outcome.status is not None or outcome.skipped:
+                error = describe_status(outcome.status) if outcome.status is not None else outcome.error
+                routes.record_failure(self.store, [row], f"refused: {error}", settings, refused=True)
+                refused.append(row)
+            else:  # association lost before its answer: the destination may or may not have it
+                routes.record_failure(self.store, [row], outcome.error or "no answer", settings)
+
+        try:
+            send_files(
+                rule.send_to.host,
+                rule.send_to.port,
+                list(by_path),
+                calling_aet=self.calling_aet,
+                called_aet=rule.send_to.ae_title,
+                tls=self._tls[rule.name],
+                timeout=settings.timeout,
+                on_outcome=settle,
+            )
+        except AssociationFailed as exc:
+            routes.record_failure(self.store, list(by_path.values()), str(exc), settings)
+            log.warning("routing rule %s: %s; %d instance(s) wait and are retried", rule.name, exc, len(by_path))
+            return 0
+        if refused:
+            log.warning("routing rule %s: %s refused %d instance(s)", rule.name, routes.destination(rule), len(refused))
+        return sent
+
+    def start(self) -> None:
+        routes.release_claims(self.store, self.worker_id)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="routing-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sent = self.run_once()
+            except Exception:
+                # A store briefly unusable must not end forwarding; the queue is still there next time.
+                log.exception("routing worker: could not read or write the store; retrying")
+                sent = 0
+            if sent == 0:
+                self._stopping.wait(self.settings.poll_seconds)
+
+
+def _tls_args(rule: RouteRule):
+    to = rule.send_to
+    if not to.tls:
+        return None
+    return client_tls_context(to.ca_certificates, to.certificate, to.private_key), to.host
