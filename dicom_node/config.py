@@ -125,6 +125,15 @@ class RetrainingSettings(_Section):
         return value
 
 
+class HL7Settings(_Section):
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = Field(2575, ge=0, le=65535)
+    allowed_addresses: list[str] = []
+    max_message_bytes: int = Field(4_000_000, ge=1)
+    network_timeout: float = Field(60.0, gt=0, strict=False)
+
+
 class RouteWhen(_Section):
     """What a series must be for a rule to forward it; an empty list matches anything."""
 
@@ -193,6 +202,7 @@ class Settings(_Section):
     retraining: RetrainingSettings = RetrainingSettings()
     logging: LoggingSettings = LoggingSettings()
     routing: RoutingSettings = RoutingSettings()
+    hl7: HL7Settings = HL7Settings()
 
     @model_validator(mode="after")
     def _routing_needs_files(self) -> Settings:

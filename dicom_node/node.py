@@ -27,6 +27,7 @@ from dicom_node.dicom.scp import start_scp
 from dicom_node.store.database import Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
 from dicom_node.jobs.routing import RoutingWorker
+from dicom_node.reports.mllp import start_mllp
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Node:
             trigger = CronTrigger.from_crontab(settings.retraining.schedule)  # the machine's local time
             self.scheduler.add(RETRAIN_JOB_ID, self.retrain, trigger, executor=RETRAINING)
         self.server = None
+        self.hl7 = None  # the MLLP listener, when hl7.enabled
 
     def _report_job(self, model) -> ReportJob | None:
         """The companion job on the scheduler, when there is a model and an interval."""
@@ -146,6 +148,8 @@ class Node:
         try:
             if self.router is not None:
                 self.router.start()
+            if self.settings.hl7.enabled:
+                self.hl7 = start_mllp(self.settings.hl7, self.store, self.settings.store.keep_patient_identifiers)
             self.server = start_scp(self.settings, self.store)
             if self.scheduler.job_ids:
                 self.scheduler.start()
@@ -155,6 +159,9 @@ class Node:
         return self
 
     def stop(self) -> None:
+        if self.hl7 is not None:
+            self.hl7.stop()
+            self.hl7 = None
         if self.server is not None:
             self.server.shutdown()
             self.server = None
@@ -190,7 +197,8 @@ class Node:
         return (
             f"AE {dicom.ae_title} listening on {dicom.bind_address}:{self.port}, TLS {tls}, {where}, "
             f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}, "
-            f"routing rules {len(self.settings.routing.rules)}"
+            f"routing rules {len(self.settings.routing.rules)}, "
+            f"HL7 {f'on {self.settings.hl7.bind_address}:{self.hl7.port}' if self.hl7 else 'off'}"
         )
 
 

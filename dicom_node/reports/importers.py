@@ -92,7 +92,7 @@ def read_reports(
     except OSError as exc:
         yield str(path), Refused(f"cannot read the file: {exc.strerror or type(exc).__name__}")
         return
-    text = _decoded(data)
+    text = decoded(data)
     kind = file_format(path, text) if fmt == "auto" else fmt
     if kind == "hl7":
         yield from hl7_reports(text, str(path), keep_patient_identifiers)
@@ -114,7 +114,7 @@ def file_format(path: Path, text: str) -> str | None:
     return "hl7" if text.translate(MLLP_FRAMING).lstrip().startswith("MSH") else None
 
 
-def _decoded(data: bytes) -> str:
+def decoded(data: bytes) -> str:
     # UTF-8 (with or without a byte order mark) as written today; else ISO 8859-1, which older RIS
     # exports use and which decodes any byte.
     try:
