@@ -10,9 +10,9 @@ with exponential backoff.
 from __future__ import annotations
 
 import logging
-import threading
 
 from dicom_node.config import HarmonizerSettings
+from dicom_node.jobs.polling import PollingThread
 from dicom_node.jobs.retry import run_in_halves
 from dicom_node.store import mappings
 from dicom_node.store.database import Store
@@ -26,8 +26,7 @@ class HarmonizationWorker:
         self.store = store
         self.harmonizer = harmonizer
         self.settings = settings
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PollingThread("harmonization-worker", self.run_once, settings.poll_seconds)
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
@@ -54,26 +53,10 @@ class HarmonizationWorker:
         return len(done)
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="harmonization-worker", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                mapped = self.run_once()
-            except Exception:
-                # A store that is briefly unusable (disk full, locked too long) must not end the worker.
-                log.exception("harmonization worker: could not read or write the store; retrying")
-                mapped = 0
-            if mapped == 0:
-                self._stopping.wait(self.settings.poll_seconds)
+        self._thread.stop(timeout)
 
 
 def _describe(exc: Exception) -> str:

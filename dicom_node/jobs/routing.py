@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 from pathlib import Path
 
 from dicom_node.config import RouteRule, RoutingSettings
 from dicom_node.dicom.network import client_tls_context
 from dicom_node.dicom.sender import AssociationFailed, Outcome, describe_status, send_files
+from dicom_node.jobs.polling import PollingThread
 from dicom_node.store import routes
 from dicom_node.store.database import Store
 
@@ -37,8 +37,7 @@ class RoutingWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{calling_aet}"
         self._tls = {rule.name: _tls_args(rule) for rule in settings.rules}
         self._seen: routes.Watermark | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PollingThread("routing-worker", self.run_once, settings.poll_seconds)
 
     def queue_new(self) -> None:
         """Queue what the rules match since the last look: only newer instances when no label changed."""
@@ -104,26 +103,10 @@ class RoutingWorker:
 
     def start(self) -> None:
         routes.release_claims(self.store, self.worker_id)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="routing-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sent = self.run_once()
-            except Exception:
-                # A store briefly unusable must not end forwarding; the queue is still there next time.
-                log.exception("routing worker: could not read or write the store; retrying")
-                sent = 0
-            if sent == 0:
-                self._stopping.wait(self.settings.poll_seconds)
+    def stop(self) -> None:
+        self._thread.stop()
 
 
 def _tls_args(rule: RouteRule):
