@@ -134,6 +134,15 @@ class HL7Settings(_Section):
     network_timeout: float = Field(60.0, gt=0, strict=False)
 
 
+class OrthancSettings(_Section):
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    metadata: str = Field("SeriesClass", min_length=1)
+    poll_seconds: float = Field(5.0, gt=0, strict=False)
+    timeout: float = Field(10.0, gt=0, strict=False)
+
+
 class RouteWhen(_Section):
     """What a series must be for a rule to forward it; an empty list matches anything."""
 
@@ -203,6 +212,7 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     routing: RoutingSettings = RoutingSettings()
     hl7: HL7Settings = HL7Settings()
+    orthanc: OrthancSettings = OrthancSettings()
 
     @model_validator(mode="after")
     def _routing_needs_files(self) -> Settings:

@@ -27,6 +27,7 @@ from dicom_node.dicom.scp import start_scp
 from dicom_node.store.database import Store
 from dicom_node.jobs.harmonization import HarmonizationWorker
 from dicom_node.jobs.routing import RoutingWorker
+from dicom_node.orthanc.labels import LabelWriter
 from dicom_node.reports.mllp import start_mllp
 from slm.harmonizer import Harmonizer
 
@@ -71,6 +72,7 @@ class Node:
             self.scheduler.add(RETRAIN_JOB_ID, self.retrain, trigger, executor=RETRAINING)
         self.server = None
         self.hl7 = None  # the MLLP listener, when hl7.enabled
+        self.label_writer = LabelWriter(self.store, settings.orthanc) if settings.orthanc.url else None
 
     def _report_job(self, model) -> ReportJob | None:
         """The companion job on the scheduler, when there is a model and an interval."""
@@ -143,14 +145,17 @@ class Node:
     def port(self) -> int:
         return self.server.server_address[1]
 
-    def start(self) -> Node:
+    def start(self, serve_dicom: bool = True) -> Node:
+        """Start the workers, the listeners and the jobs; without `serve_dicom` (inside Orthanc) no SCP."""
         self.worker.start()
         try:
-            if self.router is not None:
-                self.router.start()
+            for worker in (self.router, self.label_writer):
+                if worker is not None:
+                    worker.start()
             if self.settings.hl7.enabled:
                 self.hl7 = start_mllp(self.settings.hl7, self.store, self.settings.store.keep_patient_identifiers)
-            self.server = start_scp(self.settings, self.store)
+            if serve_dicom:
+                self.server = start_scp(self.settings, self.store)
             if self.scheduler.job_ids:
                 self.scheduler.start()
         except BaseException:
@@ -169,8 +174,9 @@ class Node:
             self.report_job.stopping.set()  # the current batch ends, the other claims are given back
         self.scheduler.stop()
         self.worker.stop()
-        if self.router is not None:
-            self.router.stop()
+        for worker in (self.router, self.label_writer):
+            if worker is not None:
+                worker.stop()
         self.store.close()
 
     def __enter__(self) -> Node:

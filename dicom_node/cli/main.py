@@ -9,6 +9,7 @@ import click
 from dicom_node.cli.dicom import echo, send, serve
 from dicom_node.cli.mappings import correct, export, import_, mappings, show
 from dicom_node.cli.models import models, reharmonize
+from dicom_node.cli.orthanc import orthanc_plugin
 from dicom_node.cli.predict import predict
 from dicom_node.cli.reports import reports
 from dicom_node.cli.routes import routes
@@ -42,7 +43,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 for command in (
-    serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models, routes
+    serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models, routes,
+    orthanc_plugin,
 ):
     cli.add_command(command)
 

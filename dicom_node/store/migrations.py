@@ -129,11 +129,12 @@ def _v4_spellings(conn: Connection) -> None:
 
 
 def _v5_routing(conn: Connection) -> None:
-    """Routing: who sent each instance (instances.calling_ae) and the outgoing queue (forwards), spelt out
-    as in version 5."""
+    """Routing: who sent each instance (instances.calling_ae), the outgoing queue (forwards) and the labels
+    written back to Orthanc (orthanc_labels), spelt out as in version 5."""
     _add_column(conn, "instances", "calling_ae", String(16))
     v5 = MetaData()
-    Table("instances", v5, Column("id", Integer, primary_key=True))  # only as a foreign key target
+    Table("instances", v5, Column("id", Integer, primary_key=True))  # only as foreign key targets
+    Table("series", v5, Column("id", Integer, primary_key=True))
     forwards = Table(
         "forwards", v5,
         Column("id", Integer, primary_key=True),
@@ -151,7 +152,16 @@ def _v5_routing(conn: Connection) -> None:
         UniqueConstraint("rule", "instance_id", name="uq_forwards_rule_instance"),
         Index("ix_forwards_queue", "rule", "status", "next_attempt_at"),
     )
+    orthanc_labels = Table(
+        "orthanc_labels", v5,
+        Column("id", Integer, primary_key=True),
+        Column("series_id", Integer, ForeignKey("series.id"), nullable=False, unique=True),
+        Column("label", String(16), nullable=False),
+        Column("orthanc_id", String(64)),
+        Column("written_at", DateTime, nullable=False),
+    )
     forwards.create(conn)
+    orthanc_labels.create(conn)
 
 
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.

@@ -184,6 +184,18 @@ class Forward(Base):
     )
 
 
+class OrthancLabel(Base):
+    """The label last written to Orthanc as a series' metadata (orthanc.url), so that a new or corrected
+    label is written once; orthanc_id None: Orthanc did not have the series when asked."""
+
+    __tablename__ = "orthanc_labels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), unique=True)
+    label: Mapped[str] = mapped_column(String(16))
+    orthanc_id: Mapped[str | None] = mapped_column(String(64))
+    written_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 # ---- the model registry --------------------------------------------------------------------------
 
 
