@@ -79,14 +79,21 @@ def plugin_configuration(node_yaml) -> dict:
 @pytest.mark.slow  # Orthanc imports slmnode at its start (about 8 s on 2 cores)
 @requires_orthanc_python
 def test_plugin_orthanc_stores_a_study_and_slmnodes_store_has_it_harmonized(tmp_path):
+    """And the label writer inside Orthanc writes the labels into Orthanc's metadata."""
     study = brain_study(images_per_series=2)
     paths = write_files(study, tmp_path / "in")
+    (tmp_path / "orthanc").mkdir()
+    orthanc = Orthanc(tmp_path / "orthanc", {"UserMetadata": {"SeriesClass": 1024}})
     node_yaml = tmp_path / "node.yaml"
     url = f"sqlite:///{tmp_path / 'node.sqlite'}"
-    node_yaml.write_text(yaml.safe_dump({"store": {"url": url}, "harmonizer": {"kind": "rules", "poll_seconds": 0.2},
-                                         "reports": {"interval_seconds": 0}}))
-    (tmp_path / "orthanc").mkdir()
-    orthanc = Orthanc(tmp_path / "orthanc", plugin_configuration(node_yaml)).start()
+    node_yaml.write_text(yaml.safe_dump({
+        "store": {"url": url},
+        "harmonizer": {"kind": "rules", "poll_seconds": 0.2},
+        "reports": {"interval_seconds": 0},
+        "orthanc": {"url": orthanc.url, "poll_seconds": 0.2},  # the labels written back into this Orthanc too
+    }))
+    orthanc.configuration.update(plugin_configuration(node_yaml))
+    orthanc.start()
     try:
         orthanc.upload(paths)
         store = Store(url)
@@ -99,6 +106,8 @@ def test_plugin_orthanc_stores_a_study_and_slmnodes_store_has_it_harmonized(tmp_
 
             assert wait_for(harmonized), orthanc.log_text()[-3000:]
             assert _labels(store) == LABELS
+            series = {ds.SeriesInstanceUID: LABELS[ds.SeriesDescription] for ds in study}
+            assert wait_for(lambda: {uid: orthanc.series_metadata(uid, "SeriesClass") for uid in series} == series)
         finally:
             store.close()
     finally:
