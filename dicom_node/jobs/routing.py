@@ -67,17 +67,18 @@ class RoutingWorker:
         if missing:
             routes.record_failure(self.store, missing, "no file: received in metadata mode, or deleted", settings, True)
         by_path = {Path(row.file_path): row for row in claimed if row not in missing}
-        sent, refused = 0, []
+        sent, refused, settled = 0, [], set()
 
         def settle(outcome: Outcome) -> None:
             nonlocal sent
             row = by_path[outcome.path]
+            settled.add(row.forward_id)
             if outcome.stored:
                 routes.mark_sent(self.store, row.forward_id)
                 sent += 1
             elif outcome.status is not None or outcome.skipped:
                 error = describe_status(outcome.status) if outcome.status is not None else outcome.error
-                routes.record_failure(self.store, [row], f"refused: {error}", settings, refused=True)
+                routes.record_failure(self.store, [row], f"destination answered {error}", settings, refused=True)
                 refused.append(row)
             else:  # association lost before its answer: the destination may or may not have it
                 routes.record_failure(self.store, [row], outcome.error or "no answer", settings)
@@ -93,10 +94,12 @@ class RoutingWorker:
                 timeout=settings.timeout,
                 on_outcome=settle,
             )
-        except AssociationFailed as exc:
-            routes.record_failure(self.store, list(by_path.values()), str(exc), settings)
-            log.warning("routing rule %s: %s; %d instance(s) wait and are retried", rule.name, exc, len(by_path))
-            return 0
+        except Exception as exc:  # unreachable, rejected, TLS: what was not settled waits and is tried again
+            error = str(exc) if isinstance(exc, AssociationFailed) else f"{type(exc).__name__}: {exc}"
+            unsettled = [row for row in by_path.values() if row.forward_id not in settled]
+            routes.record_failure(self.store, unsettled, error, settings)
+            log.warning("routing rule %s: %s; %d instance(s) wait and are retried", rule.name, error, len(unsettled))
+            return sent
         if refused:
             log.warning("routing rule %s: %s refused %d instance(s)", rule.name, routes.destination(rule), len(refused))
         return sent

@@ -11,18 +11,20 @@ from dicom_node.dicom.network import NODELAY_HANDLERS
 
 
 class Destination:
-    """Use as a context manager; `received` lists acknowledged SOP Instance UIDs in arrival order."""
+    """Use as a context manager; `received` lists acknowledged SOP Instance UIDs in arrival order.
+    With another `status` than Success it answers that to every instance and keeps none."""
 
-    def __init__(self, port: int = 0, ae_title: str = "DEST", delay: float = 0.0):
-        self.port, self.ae_title, self.delay = port, ae_title, delay
+    def __init__(self, port: int = 0, ae_title: str = "DEST", delay: float = 0.0, status: int = 0x0000):
+        self.port, self.ae_title, self.delay, self.status = port, ae_title, delay, status
         self.received: list[str] = []
         self.server = None
 
     def _store(self, event: evt.Event) -> int:
         if self.delay:
             time.sleep(self.delay)
-        self.received.append(event.request.AffectedSOPInstanceUID)
-        return 0x0000
+        if self.status == 0x0000:
+            self.received.append(event.request.AffectedSOPInstanceUID)
+        return self.status
 
     def __enter__(self) -> Destination:
         ae = AE(ae_title=self.ae_title)

@@ -113,6 +113,23 @@ def test_destination_down_then_up_gets_everything_once(tmp_path):
         assert (route.sent, route.pending, route.retrying) == (len(wanted), 0, 0)
 
 
+def test_instances_the_destination_refuses_are_given_up_after_max_attempts(tmp_path):
+    paths, wanted = mixed_study(tmp_path)
+    with Destination(status=0xA700) as destination:
+        rules = routing(destination.port, labels=["DWI", "ADC"]) | {"max_attempts": 2}
+        settings = node_settings(tmp_path, storage={"mode": "files"}, routing=rules)
+        with Node(settings, RuleHarmonizer()) as node:
+            send(node, paths)
+
+            def given_up():
+                return [route.failed for route in routes.summary(node.store.engine)] == [len(wanted)]
+
+            assert wait_for(given_up)
+            [route] = routes.summary(node.store.engine)
+            assert (route.sent, route.pending, route.retrying) == (0, 0, 0)
+            assert route.last_error == "destination answered Failure 0xA700 (Refused: Out of Resources)"
+
+
 def test_routing_needs_files_mode(tmp_path):
     config = tmp_path / "node.yaml"
     config.write_text(
