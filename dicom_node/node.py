@@ -65,6 +65,7 @@ class Node:
             trigger = CronTrigger.from_crontab(settings.retraining.schedule)  # the machine's local time
             self.scheduler.add(RETRAIN_JOB_ID, self.retrain, trigger, executor=RETRAINING)
         self.server = None
+        self.web = None  # the web server (web.enabled), started with the node
 
     def _report_job(self, model) -> ReportJob | None:
         """The companion job on the scheduler, when there is a model and an interval."""
@@ -143,12 +144,19 @@ class Node:
             self.server = start_scp(self.settings, self.store)
             if self.scheduler.job_ids:
                 self.scheduler.start()
+            if self.settings.web.enabled:
+                from dicom_node.web.app import WebServer  # FastAPI loads only for a node that serves pages
+
+                self.web = WebServer(self.settings, self.store, node=self).start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.server is not None:
             self.server.shutdown()
             self.server = None
@@ -181,7 +189,8 @@ class Node:
         )
         return (
             f"AE {dicom.ae_title} listening on {dicom.bind_address}:{self.port}, TLS {tls}, {where}, "
-            f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}"
+            f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}, "
+            f"web {self.web.url if self.web else 'off'}"
         )
 
 

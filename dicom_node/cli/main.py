@@ -11,6 +11,8 @@ from dicom_node.cli.mappings import correct, export, import_, mappings, show
 from dicom_node.cli.models import models, reharmonize
 from dicom_node.cli.predict import predict
 from dicom_node.cli.reports import reports
+from dicom_node.cli.users import users
+from dicom_node.cli.web import web
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 
 
@@ -40,7 +42,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = settings
 
 
-for command in (serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models):
+for command in (serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models,
+                users, web):
     cli.add_command(command)
 
 
