@@ -27,9 +27,9 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
 
 
-def _render(request: Request, name: str, login: Login | None, status_code: int = 200, **values) -> HTMLResponse:
+def _render(request: Request, template: str, login: Login | None, status_code: int = 200, **values) -> HTMLResponse:
     return templates.TemplateResponse(
-        request, name, {"login": login, "message": request.query_params.get("message"), **values},
+        request, template, {"login": login, "message": request.query_params.get("message"), **values},
         status_code=status_code,
     )
 

@@ -81,7 +81,10 @@ def running_version(store: Store, node=None) -> str | None:
 def report_page(store: Store, node=None, page: int = 1, per_page: int = 50, **filters) -> dict:
     """Reports, newest first, with the running version's results (reports/queries.py's list rows)."""
     views = report_queries.reports(store.engine, version=running_version(store, node), **filters)[::-1]
-    items = [report_queries.list_row(view) for view in views[(page - 1) * per_page : page * per_page]]
+    items = [
+        {**report_queries.list_row(view), "own_impression": view.impression}
+        for view in views[(page - 1) * per_page : page * per_page]
+    ]
     return {"total": len(views), "page": page, "per_page": per_page, "pages": max(1, -(-len(views) // per_page)),
             "items": items}
 
