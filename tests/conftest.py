@@ -77,3 +77,14 @@ def web(tmp_path, web_store_template):
     )
     app.state.web.retraining.join(30)
     store.close()
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA (its PEM path) and a server and a client key pair it signed, for 127.0.0.1."""
+    from tests.support.pki import certificate
+
+    ca_cert, ca_key, ca_path, _ = certificate(tmp_path, "test-ca", ca=True)
+    _, _, server_cert, server_key = certificate(tmp_path, "node", issuer=(ca_cert, ca_key))
+    _, _, client_cert, client_key = certificate(tmp_path, "scanner", issuer=(ca_cert, ca_key))
+    return {"ca": ca_path, "server": (server_cert, server_key), "client": (client_cert, client_key)}

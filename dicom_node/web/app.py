@@ -8,6 +8,7 @@ Templates and static files ship inside the package: nothing is fetched from else
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -142,12 +143,15 @@ class WebServer:
 
 
 def run_web(settings: Settings) -> None:
-    """`slmnode web`: the pages and the API alone, on the store, until Ctrl-C or SIGTERM."""
+    """`slmnode web`: the pages and the API alone, on the store, until Ctrl-C or SIGTERM (then a clean stop)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     store = Store(settings.store.url, synchronous=settings.store.synchronous)
     try:
-        server = _server(settings, make_app(settings, store))
-        scheme = "https" if settings.web.tls.certificate else "http"
-        log.info("slmnode web on %s://%s:%d", scheme, settings.web.bind_address, settings.web.port)
-        server.run()
+        with WebServer(settings, store):
+            while not stop.wait(1.0):
+                pass
+            log.info("slmnode web stopping")
     finally:
         store.close()
