@@ -102,9 +102,9 @@ def test_an_admin_rolls_back_and_promotes_from_the_models_page(web):
     token = csrf(web.client.get("/models").text)
     rolled = web.client.post("/models/rollback", data={"csrf": token})
     assert f"rolled back: {VERSIONS[0]} is active again" in rolled.text
-    assert re.search(rf'id="running">{VERSIONS[0]}<', rolled.text)
+    assert re.search(rf'id="active">{VERSIONS[0]}<', rolled.text)
     promoted = web.client.post("/models/promote", data={"csrf": token, "version": VERSIONS[1]})
-    assert re.search(rf'id="running">{VERSIONS[1]}<', promoted.text)
+    assert re.search(rf'id="active">{VERSIONS[1]}<', promoted.text)
 
 
 def test_logging_out_ends_the_session(web):
