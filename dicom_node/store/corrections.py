@@ -17,6 +17,10 @@ class UnknownDescription(StoreError):
     """No stored description matches what a person typed."""
 
 
+class NotMappedYet(StoreError):
+    """A description still queued for the harmonizer: it has no label to confirm."""
+
+
 def find_description(store: Store, text: str) -> str:
     """The stored text a person meant: exact, else the first stored spelling of it (case, blanks and
     underscores aside: slm.harmonizer.description_key), since a correction covers every spelling anyway."""
@@ -64,6 +68,6 @@ def confirm(store: Store, description: str, who: str, note: str | None = None) -
     text = find_description(store, description)
     label = effective_label(store.engine, text)
     if label is None:
-        raise UnknownDescription(f"{text!r} is not harmonized yet: there is no label to confirm")
+        raise NotMappedYet(f"{text!r} is not harmonized yet: there is no label to confirm")
     add_correction(store, text, label, who, note, utcnow())
     return label

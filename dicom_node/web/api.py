@@ -122,12 +122,10 @@ def correct(body: CorrectionRequest, web: WebContext = Depends(context), login: 
 def confirm(body: ConfirmRequest, web: WebContext = Depends(context), login: Login = Depends(reviewer)) -> dict:
     """Agree with the label shown: marks the mapping reviewed."""
     try:
-        text = corrections.find_description(web.store, body.description)
+        label = corrections.confirm(web.store, body.description, who=login.name, note=body.note)
     except corrections.UnknownDescription as exc:
         raise HTTPException(404, str(exc)) from None
-    try:
-        label = corrections.confirm(web.store, text, who=login.name, note=body.note)
-    except corrections.UnknownDescription as exc:
+    except corrections.NotMappedYet as exc:
         raise HTTPException(409, str(exc)) from None
     return {"description": body.description, "label": label, "who": login.name}
 

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dicom_node.config import ConfigError, Settings
 from dicom_node.store.database import Store
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 START_TIMEOUT = 10.0  # seconds uvicorn may take to bind
+MACHINE_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}  # answered in JSON, as the API is
 
 
 def make_app(settings: Settings, store: Store, node=None) -> FastAPI:
@@ -42,6 +45,13 @@ def make_app(settings: Settings, store: Store, node=None) -> FastAPI:
     app.state.web = web
     app.state.limiter = LoginLimiter(settings.web.max_failed_logins, settings.web.lockout_seconds)
     registry = metrics.registry_for(lambda: views.queue_status(store, node))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _error(request: Request, exc: StarletteHTTPException) -> Response:
+        """JSON for the API and the health and metrics endpoints, a page for a browser on the pages."""
+        if request.url.path.startswith("/api/") or request.url.path in MACHINE_PATHS:
+            return await http_exception_handler(request, exc)
+        return pages.error_page(request, exc)
 
     @app.exception_handler(LoginRequired)
     def _to_login(request: Request, _exc: LoginRequired) -> Response:

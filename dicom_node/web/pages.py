@@ -27,10 +27,12 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
 
 
-def _render(request: Request, template: str, login: Login | None, status_code: int = 200, **values) -> HTMLResponse:
+def _render(
+    request: Request, template: str, login: Login | None, status_code: int = 200, headers=None, **values
+) -> HTMLResponse:
     return templates.TemplateResponse(
         request, template, {"login": login, "message": request.query_params.get("message"), **values},
-        status_code=status_code,
+        status_code=status_code, headers=headers,
     )
 
 
@@ -40,6 +42,12 @@ def _back(to: str, message: str) -> RedirectResponse:
         to = "/mappings"
     joiner = "&" if "?" in to else "?"
     return RedirectResponse(f"{to}{joiner}{urlencode({'message': message})}", status_code=303)
+
+
+def error_page(request: Request, exc) -> HTMLResponse:
+    """A refused form or a page that is not there, as a page (the API answers the same in JSON)."""
+    return _render(request, "error.html", None, status_code=exc.status_code, error=exc.detail,
+                   status=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 class BadFilter(ValueError):
@@ -163,7 +171,7 @@ def confirm_form(
 ):
     try:
         label = corrections.confirm(context(request).store, description, who=login.name)
-    except corrections.UnknownDescription as exc:
+    except (corrections.UnknownDescription, corrections.NotMappedYet) as exc:
         return _back(back, str(exc))
     return _back(back, f"{description!r} confirmed as {label}")
 

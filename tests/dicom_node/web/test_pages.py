@@ -118,3 +118,14 @@ def test_the_login_page_sends_back_only_within_the_site(web):
     response = web.client.post("/login", data={"name": "vic", "password": PASSWORD, "next": "//evil.example/x"},
                                follow_redirects=False)
     assert response.headers["location"].startswith("/mappings?")
+
+
+def test_a_refused_form_is_a_page_and_the_api_stays_json(web):
+    log_in(web, "vic")
+    refused = web.client.post("/mappings/confirm", data={"csrf": "forged", "description": "ep2d_diff"})
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+    assert "reload the page" in refused.text
+    missing = web.client.get("/nowhere")
+    assert missing.status_code == 404 and "<h1>404</h1>" in missing.text
+    api = web.client.get("/api/v1/reports/999", headers=web.headers("vic"))
+    assert api.headers["content-type"] == "application/json" and api.json() == {"detail": "no report 999"}
