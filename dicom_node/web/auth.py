@@ -24,6 +24,7 @@ from dicom_node.web.context import WebContext, context
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "slmnode_session"
+MAX_TRACKED = 10_000  # (name, address) pairs with failed logins kept before old ones are swept
 
 
 class LoginLimiter:
@@ -55,6 +56,9 @@ class LoginLimiter:
     def failed(self, name: str, address: str) -> int:
         now = time.monotonic()
         with self._lock:
+            if len(self._failures) > MAX_TRACKED:  # many names tried: forget the pairs whose failures aged out
+                for key in list(self._failures):
+                    self._recent(key, now)
             recent = self._recent((name, address), now) + [now]
             self._failures[(name, address)] = recent
             return len(recent)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -247,3 +248,15 @@ def test_logging_out_ends_the_token(web):
 def test_metrics_take_http_basic_for_a_scraper(web):
     assert web.client.get("/metrics", auth=("vic", PASSWORD)).status_code == 200
     assert web.client.get("/metrics", auth=("vic", "wrong-password")).status_code == 401
+
+
+def test_the_login_limiter_forgets_failures_once_they_age_out():
+    from dicom_node.web.auth import LoginLimiter
+
+    limiter = LoginLimiter(max_failures=2, lockout_seconds=0.2)
+    assert [limiter.failed("rita", "10.0.0.1") for _ in range(2)] == [1, 2]
+    assert 0 < limiter.wait_seconds("rita", "10.0.0.1") <= 0.2
+    assert limiter.wait_seconds("rita", "10.0.0.2") == 0  # another address is not held up
+    time.sleep(0.25)
+    assert limiter.wait_seconds("rita", "10.0.0.1") == 0
+    assert limiter.failed("rita", "10.0.0.1") == 1
