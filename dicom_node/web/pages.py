@@ -137,10 +137,11 @@ def mappings_page(
     except BadFilter as exc:
         result, error = {"total": 0, "page": 1, "pages": 1, "items": []}, str(exc)
     query = {k: v for k, v in request.query_params.items() if k not in ("page", "message")}
+    here = {k: v for k, v in request.query_params.items() if k != "message"}  # where a form sends back to
     return _render(
         request, "mappings.html", login, status_code=400 if error else 200, result=result, error=error,
         labels=SERIES_LABELS, sorts=views.MAPPING_SORTS, form=dict(request.query_params), query=query,
-        back=str(request.url.path) + ("?" + str(request.url.query) if request.url.query else ""),
+        back="/mappings" + ("?" + urlencode(here) if here else ""),
     )
 
 
@@ -185,8 +186,11 @@ def studies_page(
     study_uid: str = "", accession: str = "",
 ):
     study_uid, accession = study_uid.strip(), accession.strip()
-    found = views.study(web.store, study_uid=study_uid or None, accession=None if study_uid else accession or None) \
-        if study_uid or accession else None
+    found = None  # nothing asked yet
+    if study_uid:
+        found = views.study(web.store, study_uid=study_uid)
+    elif accession:
+        found = views.study(web.store, accession=accession)
     return _render(request, "studies.html", login, series=found, study_uid=study_uid, accession=accession)
 
 
@@ -211,7 +215,7 @@ def reports_page(
 
 
 @router.get("/reports/{report_id}")
-def report_page(request: Request, report_id: int, login: Login = Depends(page_user), web: WebContext = Depends(context)):
+def one_report_page(request: Request, report_id: int, login: Login = Depends(page_user), web: WebContext = Depends(context)):
     found = views.report(web.store, report_id, web.node) if 0 < report_id < 2**62 else None
     if found is None:
         return _render(request, "report.html", login, status_code=404, report=None, report_id=report_id)
