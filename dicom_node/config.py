@@ -201,6 +201,21 @@ class LoggingSettings(_Section):
     file: str | None = None
 
 
+class WebTLSSettings(_Section):
+    certificate: str | None = None
+    private_key: str | None = None
+
+
+class WebSettings(_Section):
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls: WebTLSSettings = WebTLSSettings()
+    session_hours: float = Field(12.0, gt=0, strict=False)
+    max_failed_logins: int = Field(5, ge=1)
+    lockout_seconds: float = Field(300.0, gt=0, strict=False)
+
+
 class Settings(_Section):
     dicom: DicomSettings = DicomSettings()
     storage: StorageSettings = StorageSettings()
@@ -213,6 +228,7 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     hl7: HL7Settings = HL7Settings()
     orthanc: OrthancSettings = OrthancSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _routing_needs_files(self) -> Settings:

@@ -73,6 +73,7 @@ class Node:
         self.server = None
         self.hl7 = None  # the MLLP listener, when hl7.enabled
         self.label_writer = LabelWriter(self.store, settings.orthanc) if settings.orthanc.url else None
+        self.web = None  # the web server (web.enabled), started with the node
 
     def _report_job(self, model) -> ReportJob | None:
         """The companion job on the scheduler, when there is a model and an interval."""
@@ -158,6 +159,10 @@ class Node:
                 self.server = start_scp(self.settings, self.store)
             if self.scheduler.job_ids:
                 self.scheduler.start()
+            if self.settings.web.enabled:
+                from dicom_node.web.app import WebServer  # FastAPI loads only for a node that serves pages
+
+                self.web = WebServer(self.settings, self.store, node=self).start()
         except BaseException:
             self.stop()
             raise
@@ -167,6 +172,9 @@ class Node:
         if self.hl7 is not None:
             self.hl7.stop()
             self.hl7 = None
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.server is not None:
             self.server.shutdown()
             self.server = None
@@ -204,7 +212,8 @@ class Node:
             f"AE {dicom.ae_title} listening on {dicom.bind_address}:{self.port}, TLS {tls}, {where}, "
             f"store {url}, harmonizer {self.harmonizer.version}, report job {reports}, "
             f"routing rules {len(self.settings.routing.rules)}, "
-            f"HL7 {f'on {self.settings.hl7.bind_address}:{self.hl7.port}' if self.hl7 else 'off'}"
+            f"HL7 {f'on {self.settings.hl7.bind_address}:{self.hl7.port}' if self.hl7 else 'off'}, "
+            f"web {self.web.url if self.web else 'off'}"
         )
 
 

@@ -39,3 +39,52 @@ def store(url):
     store = Store(url)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def web_store_template(tmp_path_factory):
+    """A seeded store (tests/support/web.py) and an API token of each user, made once: argon2 hashing
+    takes a good part of a second per password, by design."""
+    from tests.support.web import seed, web_settings
+
+    folder = tmp_path_factory.mktemp("web-template")
+    store = Store(web_settings(folder).store.url)
+    tokens = seed(store)
+    store.close()  # checkpoints the WAL into the file
+    return folder / "web.sqlite", tokens
+
+
+@pytest.fixture
+def web(tmp_path, web_store_template):
+    """The web app on a copy of the seeded store, with FastAPI's TestClient: `.client`, `.store`, `.settings`,
+    `.app`, and `.headers(name)`, the Authorization header of that user's API token."""
+    import shutil
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from dicom_node.web.app import make_app
+    from tests.support.web import web_settings
+
+    template, tokens = web_store_template
+    shutil.copy(template, tmp_path / template.name)
+    settings = web_settings(tmp_path)
+    store = Store(settings.store.url)
+    app = make_app(settings, store)
+    yield SimpleNamespace(
+        client=TestClient(app), store=store, settings=settings, app=app,
+        headers=lambda name: {"Authorization": f"Bearer {tokens[name]}"},
+    )
+    app.state.web.retraining.join(30)
+    store.close()
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA (its PEM path) and a server and a client key pair it signed, for 127.0.0.1."""
+    from tests.support.pki import certificate
+
+    ca_cert, ca_key, ca_path, _ = certificate(tmp_path, "test-ca", ca=True)
+    _, _, server_cert, server_key = certificate(tmp_path, "node", issuer=(ca_cert, ca_key))
+    _, _, client_cert, client_key = certificate(tmp_path, "scanner", issuer=(ca_cert, ca_key))
+    return {"ca": ca_path, "server": (server_cert, server_key), "client": (client_cert, client_key)}

@@ -13,6 +13,8 @@ from dicom_node.cli.orthanc import orthanc_plugin
 from dicom_node.cli.predict import predict
 from dicom_node.cli.reports import reports
 from dicom_node.cli.routes import routes
+from dicom_node.cli.users import users
+from dicom_node.cli.web import web
 from dicom_node.config import CONFIG_ENV, ConfigError, load_settings
 
 
@@ -44,7 +46,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 for command in (
     serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models, routes,
-    orthanc_plugin,
+    orthanc_plugin, users, web,
 ):
     cli.add_command(command)
 

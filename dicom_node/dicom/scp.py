@@ -27,6 +27,7 @@ from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, se
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
+from dicom_node.web import metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed
     else:
         return
     log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    metrics.association_rejected(event, reason.name.lower())
     event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
     # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
     event.assoc.kill()
@@ -151,7 +153,9 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     handlers = [
         *NODELAY_HANDLERS,
         (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
-        (evt.EVT_C_STORE, handle_store, [store, settings]),
+        (evt.EVT_C_STORE, metrics.observed(handle_store), [store, settings]),
+        (evt.EVT_ACCEPTED, metrics.association_accepted),
+        (evt.EVT_REJECTED, metrics.association_rejected_by_pynetdicom),
     ]
     return make_ae(settings).start_server(
         (dicom.bind_address, dicom.port), block=False, ssl_context=ssl_context, evt_handlers=handlers

@@ -16,6 +16,7 @@ from dicom_node.jobs.polling import PollingThread
 from dicom_node.jobs.retry import run_in_halves
 from dicom_node.store import mappings
 from dicom_node.store.database import Store
+from dicom_node.web.metrics import HARMONIZATION_BATCH_SECONDS
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ class HarmonizationWorker:
         texts = mappings.queued_descriptions(self.store, self.settings.batch_size)
         if not texts:
             return 0
-        done, failures = run_in_halves(texts, self.harmonizer.harmonize)
+        with HARMONIZATION_BATCH_SECONDS.time():
+            done, failures = run_in_halves(texts, self.harmonizer.harmonize)
         if done:
             mapped, predictions = zip(*done)
             mappings.save_predictions(self.store, list(mapped), list(predictions))

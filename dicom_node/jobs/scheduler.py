@@ -16,6 +16,7 @@ import logging
 from datetime import timezone
 from typing import Callable
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -24,6 +25,8 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
+
+from dicom_node.web.metrics import job_finished
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,11 @@ class NodeScheduler:
             timezone=timezone.utc,
         )
         self._jobs: dict[str, tuple[Callable[[], object], BaseTrigger, dict]] = {}
+        self.scheduler.add_listener(self._count_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+
+    def _count_run(self, event) -> None:
+        if event.job_id in self._jobs:  # the named jobs, not run_between_jobs' one-offs
+            job_finished(event.job_id, failed=event.exception is not None)
 
     @property
     def job_ids(self) -> list[str]:

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dicom_node.config import Settings
 from dicom_node.models import choose, registry
@@ -63,9 +63,12 @@ def retrain(
     overrides: Sequence[str] = (),
     promote: bool = True,
     who: str = "retrain",
+    progress: Callable[[str], None] = lambda phase: None,
 ) -> RetrainResult:
-    """Train, judge, register and (if the gate passes and `promote`) promote a new version; see the module docstring."""
+    """Train, judge, register and (if the gate passes and `promote`) promote a new version; see the module docstring.
+    `progress` hears each phase as it begins (the web page shows it)."""
     retraining = settings.retraining
+    progress("exporting corrections")
     current = current_version(store, settings, who)
     folder = new_version_folder(Path(retraining.models_folder))
     try:
@@ -78,9 +81,11 @@ def retrain(
         held_out = gate.evaluation_examples(config, retraining.eval_limit)
         corrected = corrections_examples(corrections_file)
         log.info("judging the current version %s", current.version)
+        progress(f"judging the current version {current.version}")
         current_model = choose.load(choose.Choice.of(current, settings.model))
         current_figures = gate.figures(current_model, held_out, corrected, "current")
         log.info("training %s with %d corrections into %s", recipe or retraining.recipe, len(corrected), folder)
+        progress(f"training on {len(corrected)} corrections")
         train(config)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)  # resume state: not part of the version
         candidate = choose.load(choose.Choice(settings.model.model_copy(update={"path": str(folder), "adapter": None})))
@@ -88,6 +93,7 @@ def retrain(
         shutil.rmtree(folder, ignore_errors=True)  # no half-made version folders
         raise
     log.info("judging the candidate %s", candidate.version)
+    progress(f"judging the candidate {candidate.version}")
     candidate_figures = gate.figures(candidate, held_out, corrected, "candidate")
     rules_figures = gate.rule_figures(held_out)  # what harmonizer.kind auto weighs the candidate against
     gate.write_figures(folder, candidate_figures, rules_figures, {task: len(e) for task, e in held_out.items()})

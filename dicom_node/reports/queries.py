@@ -129,6 +129,13 @@ def reports(
     return views
 
 
+def backlog(engine: Engine, version: str | None) -> int:
+    """Reports without a result by model `version` (the running one): what the report job has left to do."""
+    done = select(ReportResult.report_id).where(ReportResult.model_version == version)
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(Report).where(Report.id.not_in(done)))
+
+
 def _view(row) -> ReportView:
     fields = {name: getattr(row, name) for name in ReportView.__dataclass_fields__ if name != "labels"}
     return ReportView(

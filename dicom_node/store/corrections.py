@@ -8,12 +8,17 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from dicom_node.store.database import Store, StoreError
+from dicom_node.store.mappings import effective_label
 from dicom_node.store.tables import Correction, Description, description_hash, spelling_hash, utcnow
 from slm.tasks import SERIES_LABELS
 
 
 class UnknownDescription(StoreError):
     """No stored description matches what a person typed."""
+
+
+class NotMappedYet(StoreError):
+    """A description still queued for the harmonizer: it has no label to confirm."""
 
 
 def find_description(store: Store, text: str) -> str:
@@ -55,3 +60,14 @@ def add_correction(store: Store, text: str, label: str, who: str, note: str | No
             )
         )
         return True
+
+
+def confirm(store: Store, description: str, who: str, note: str | None = None) -> str:
+    """A person agrees with the label shown (the latest correction's, else the model's): a correction with
+    that label, which marks the mapping reviewed. The label confirmed; a description still queued has none."""
+    text = find_description(store, description)
+    label = effective_label(store.engine, text)
+    if label is None:
+        raise NotMappedYet(f"{text!r} is not harmonized yet: there is no label to confirm")
+    add_correction(store, text, label, who, note, utcnow())
+    return label

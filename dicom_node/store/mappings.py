@@ -124,6 +124,18 @@ def mappings(
         return [Mapping(*row) for row in conn.execute(query)]
 
 
+def effective_label(engine: Engine, text: str) -> str | None:
+    """The label shown for the stored description `text`: its spellings' latest correction, else the model's."""
+    corrected = latest_corrections()
+    query = (
+        select(func.coalesce(corrected.c.label, Description.label))
+        .outerjoin(corrected, corrected.c.spelling_hash == Description.spelling_hash)
+        .where(Description.text_hash == description_hash(text))
+    )
+    with engine.connect() as conn:
+        return conn.scalar(query)
+
+
 def corrections(engine: Engine) -> list[CorrectionRow]:
     query = (
         select(Description.text, Correction.label, Correction.who, Correction.note, Correction.created_at)
@@ -134,8 +146,10 @@ def corrections(engine: Engine) -> list[CorrectionRow]:
         return [CorrectionRow(*row) for row in conn.execute(query)]
 
 
-def series_mappings(engine: Engine, study_uid: str | None = None, series_uid: str | None = None) -> list[SeriesMapping]:
-    """The series of one study (or the one series) with their descriptions' effective labels."""
+def series_mappings(
+    engine: Engine, study_uid: str | None = None, series_uid: str | None = None, accession: str | None = None
+) -> list[SeriesMapping]:
+    """The series of one study (by UID or Accession Number), or the one series, with their descriptions' effective labels."""
     corrected = latest_corrections()
     instance_counts = select(Instance.series_id, func.count().label("n")).group_by(Instance.series_id).subquery()
     query = (
@@ -166,8 +180,43 @@ def series_mappings(engine: Engine, study_uid: str | None = None, series_uid: st
         query = query.where(Study.study_uid == study_uid)
     if series_uid is not None:
         query = query.where(Series.series_uid == series_uid)
+    if accession is not None:
+        query = query.where(Study.accession_number == accession)
     with engine.connect() as conn:
         return [SeriesMapping(*row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class ExampleSeries:
+    study_uid: str
+    series_uid: str
+    series_number: int | None
+    modality: str | None
+    manufacturer: str | None
+
+
+def example_series(engine: Engine, texts: list[str], per_description: int = 3) -> dict[str, list[ExampleSeries]]:
+    """A few series of each description (the latest received first), for a reviewer to look at."""
+    rank = func.row_number().over(partition_by=Series.description_id, order_by=Series.id.desc()).label("rank")
+    ranked = (
+        select(Description.text, Study.study_uid, Series.series_uid, Series.series_number, Series.modality,
+               Series.manufacturer, rank)
+        .join(Series, Series.description_id == Description.id)
+        .join(Study, Study.id == Series.study_id)
+        .where(Description.text_hash.in_([description_hash(text) for text in texts]))
+        .subquery()
+    )
+    found: dict[str, list[ExampleSeries]] = {text: [] for text in texts}
+    with engine.connect() as conn:
+        for row in conn.execute(select(ranked).where(ranked.c.rank <= per_description).order_by(ranked.c.rank)):
+            found[row.text].append(ExampleSeries(*row[1:6]))
+    return found
+
+
+def queue_depth(engine: Engine) -> int:
+    """Descriptions waiting for the harmonizer."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(Description).where(Description.status == "queued"))
 
 
 # ---- the harmonization queue: what the worker maps next, and what it made of it ---------------

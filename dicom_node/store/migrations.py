@@ -162,11 +162,34 @@ def _v5_routing(conn: Connection) -> None:
     )
     forwards.create(conn)
     orthanc_labels.create(conn)
+def _v6_users(conn: Connection) -> None:
+    """Users of the web pages and the API, and their logins (page sessions and API tokens): new tables only,
+    spelt out as they were in this version (see _v3_reports_and_registry)."""
+    v6 = MetaData()
+    Table(
+        "users", v6,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(200), nullable=False, unique=True),
+        Column("role", String(16), nullable=False),
+        Column("password_hash", Text, nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+    Table(
+        "web_sessions", v6,
+        Column("id", Integer, primary_key=True),
+        Column("token_hash", String(64), nullable=False, unique=True),
+        Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("kind", String(8), nullable=False),
+        Column("csrf", String(64), nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("expires_at", DateTime, nullable=False, index=True),
+    )
+    v6.create_all(conn)
 
 
 # STEPS[i] upgrades a store from version i + 1 to version i + 2. Append only; never edit a shipped step.
 STEPS: list[Callable[[Connection], None]] = [
-    _v2_retry_backoff, _v3_reports_and_registry, _v4_spellings, _v5_routing
+    _v2_retry_backoff, _v3_reports_and_registry, _v4_spellings, _v5_routing, _v6_users
 ]
 LATEST = 1 + len(STEPS)
 

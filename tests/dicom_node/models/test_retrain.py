@@ -183,3 +183,32 @@ def test_a_fine_tuning_recipe_goes_on_from_the_running_version():
     assert from_running(fine_tune, running("facebook/opt-350m", "/models/v1/adapter")).base == "embedded"
     scratch = TrainConfig(output_dir="models/v2", base="scratch")
     assert from_running(scratch, running("/models/v1")).base == "scratch"
+
+
+@pytest.mark.slow  # trains and judges a model
+def test_a_retraining_started_from_the_web_shows_its_phases_and_registers_the_version(site):
+    from fastapi.testclient import TestClient
+
+    from dicom_node.store.users import add_user, open_session
+    from dicom_node.web.app import make_app
+
+    _folder, store, settings, _slmnode = site
+    add_user(store, "ann-web", "admin", "long-enough-1")
+    headers = {"Authorization": f"Bearer {open_session(store, 'ann-web', 'api', hours=1)[0]}"}
+    app = make_app(settings, store)
+    client = TestClient(app)
+    assert client.post("/api/v1/models/retrain", headers=headers).status_code == 202
+    assert client.post("/api/v1/models/retrain", headers=headers).status_code == 409  # one at a time
+    phases, deadline = [], time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = client.get("/api/v1/models/retrain", headers=headers).json()
+        if status["phase"] and status["phase"] not in phases:
+            phases.append(status["phase"])
+        if status["state"] != "running":
+            break
+        time.sleep(0.2)
+    assert status["state"] == "done", status
+    assert [phase.split()[0] for phase in phases if not phase.startswith(("starting", "exporting"))] == [
+        "judging", "training", "judging"]
+    assert status["result"]["candidate"] == registry.versions(store)[-1].version
+    assert status["who"] == "ann-web"
