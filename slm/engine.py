@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as transformers_logging
 
 from slm.harmonizer import Prediction
 from slm.hints import hints_for, reads_hints, rule_answers
@@ -39,10 +40,14 @@ from slm.tasks import (
     no_finding,
 )
 
+# transformers draws a "Loading weights" / "Writing model shards" bar at every load and save: a line of
+# noise in every command and log; slmnode says what it loads itself.
+transformers_logging.disable_progress_bar()
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = Path(__file__).parent / "default_model"
-BUILD_EMBEDDED = "python -m training.train config/training/embedded.yaml"
+BUILD_EMBEDDED = "python -m training.train embedded"
 
 
 class ModelUnavailable(Exception):
