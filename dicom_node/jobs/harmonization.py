@@ -31,7 +31,7 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = mappings.queued_descriptions(self.store, self.settings.batch_size)
+        texts = mappings.queued_descriptions(self.store, self.settings.batch_size, self.settings.modalities)
         if not texts:
             return 0
         done, failures = run_in_halves(texts, self.harmonizer.harmonize)
