@@ -18,20 +18,22 @@ def serve(settings) -> None:
     mode, store URL and harmonizer. The first log line says what the node is running with.
     """
     from dicom_node.node import serve as run_node
+    from dicom_node.preflight import StartError
     from dicom_node.store.database import StoreError
     from dicom_node.store.migrations import SchemaError
 
-    expected = (ConfigError, SchemaError, StoreError)
-    if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without
-        from slm.engine import ModelUnavailable
-
-        expected += (ModelUnavailable,)
     try:
         run_node(settings)
-    except expected as exc:
+    except (ConfigError, StartError, SchemaError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # the port is taken, the address is not ours, the storage folder is not writable
+    except OSError as exc:  # what the preflight could not foresee (the port taken since)
         raise click.ClickException(f"cannot start the node: {exc.strerror or exc}") from None
+    except Exception as exc:
+        from slm.engine import ModelUnavailable  # only now: torch loads with it, and the preflight comes first
+
+        if isinstance(exc, ModelUnavailable):
+            raise click.ClickException(str(exc)) from None
+        raise
 
 
 def _association_options(command):

@@ -43,19 +43,26 @@ class RejectReason(IntEnum):
 
     NO_REASON_GIVEN = 0x01
     CALLING_AE_NOT_RECOGNIZED = 0x03
+    CALLED_AE_NOT_RECOGNIZED = 0x07
 
 
-def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
-    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+def handle_association_request(
+    event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str], called_ae: str | None = None
+) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, or (with `called_ae`, from
+    dicom.check_called_ae) that addresses another AE title than ours, with the reason DICOM has for it."""
     calling_ae = event.assoc.requestor.primitive.calling_ae_title
+    called = event.assoc.requestor.primitive.called_ae_title.strip()
     address = event.assoc.requestor.address
-    if allowed_aes and calling_ae not in allowed_aes:
-        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+    if called_ae is not None and called != called_ae:
+        reason, why = RejectReason.CALLED_AE_NOT_RECOGNIZED, f"called AE {called!r} is not ours ({called_ae})"
+    elif allowed_aes and calling_ae not in allowed_aes:
+        reason, why = RejectReason.CALLING_AE_NOT_RECOGNIZED, "calling_ae_not_recognized"
     elif allowed_addresses and address not in allowed_addresses:
-        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+        reason, why = RejectReason.NO_REASON_GIVEN, "no_reason_given"  # DICOM has no diagnostic for an address
     else:
         return
-    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, why)
     event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
     # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
     event.assoc.kill()
@@ -149,7 +156,11 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
         log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
     handlers = [
         *NODELAY_HANDLERS,
-        (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
+        (
+            evt.EVT_REQUESTED,
+            handle_association_request,
+            [dicom.allowed_calling_aes, dicom.allowed_addresses, dicom.ae_title if dicom.check_called_ae else None],
+        ),
         (evt.EVT_C_STORE, handle_store, [store, settings]),
     ]
     return make_ae(settings).start_server(

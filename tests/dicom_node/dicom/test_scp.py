@@ -111,11 +111,26 @@ def rejection(assoc):
     return primitive.result, primitive.result_source, primitive.diagnostic
 
 
-def associate(port, calling_aet="SCANNER1", tls=None):
+def associate(port, calling_aet="SCANNER1", tls=None, called_aet="ANY-SCP"):
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
     ae.add_requested_context(Verification)
-    return ae.associate("127.0.0.1", port, tls_args=tls)
+    return ae.associate("127.0.0.1", port, tls_args=tls, ae_title=called_aet)
+
+
+def test_with_check_called_ae_an_association_to_another_ae_title_is_rejected(tmp_path, caplog):
+    with start_node(tmp_path, dicom={"ae_title": "SLMNODE", "check_called_ae": True}) as node:
+        refused = associate(node.port, called_aet="OTHERPACS")
+        assert refused.is_rejected
+        assert rejection(refused) == (0x01, 0x01, 0x07)  # permanent, service user, called AE not recognized
+        assert "called AE 'OTHERPACS' is not ours (SLMNODE)" in caplog.text
+        allowed = associate(node.port, called_aet="SLMNODE")
+        assert allowed.is_established
+        allowed.release()
+    with start_node(tmp_path) as node:  # off by default: scanners often send whatever they were set up with
+        anyone = associate(node.port, called_aet="OTHERPACS")
+        assert anyone.is_established
+        anyone.release()
 
 
 def test_calling_ae_not_on_the_allow_list_is_rejected_with_that_reason(tmp_path):
