@@ -21,6 +21,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
+from dicom_node.dicom.audit import AssociationAudit
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
@@ -154,14 +155,16 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     if settings.storage.mode == "files":
         removed = remove_partial_writes(settings.storage.folder)
         log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
+    audit = AssociationAudit()
     handlers = [
         *NODELAY_HANDLERS,
+        *audit.handlers(),
         (
             evt.EVT_REQUESTED,
             handle_association_request,
             [dicom.allowed_calling_aes, dicom.allowed_addresses, dicom.ae_title if dicom.check_called_ae else None],
         ),
-        (evt.EVT_C_STORE, handle_store, [store, settings]),
+        (evt.EVT_C_STORE, audit.counting(handle_store), [store, settings]),
     ]
     return make_ae(settings).start_server(
         (dicom.bind_address, dicom.port), block=False, ssl_context=ssl_context, evt_handlers=handlers

@@ -1,5 +1,7 @@
 """Which reports the companion job reads: a chest radiograph's, by its linked study or its exam line."""
 
+import re
+
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -53,7 +55,8 @@ class Recording:
         return self.engine.impression(texts)
 
 
-def test_the_job_labels_chest_radiograph_reports_and_marks_the_others_not_applicable(store, tiny_model_folder):
+def test_the_job_labels_chest_radiograph_reports_and_marks_the_others_not_applicable(store, tiny_model_folder, caplog):
+    caplog.set_level("INFO", logger="dicom_node.jobs.reports")
     for ds in (mr_instance("t1_mprage", study_uid="1.1"), sr_instance(study_uid="1.1"),
                cr_instance(study_uid="2.2"), ct_instance(study_uid="3.3")):
         store.record_instance(InstanceRecord.from_dataset(ds, ExplicitVRLittleEndian))
@@ -76,4 +79,6 @@ def test_the_job_labels_chest_radiograph_reports_and_marks_the_others_not_applic
         "4.4": ("not applicable", True), "5.5": ("processed", False),
     }
     assert len(model.labeled) == 2  # the model never saw the others
+    assert re.search(rf"report job \(model {model.version}\): 5 of 5 claimed reports processed \(3 not chest "
+                     r"radiographs: not applicable\), 0 failed, in \d+\.\d s", caplog.text)
     assert any("pleural effusion" in text for text in model.labeled) and any("Cardiomegaly" in text for text in model.labeled)
