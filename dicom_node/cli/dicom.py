@@ -108,8 +108,9 @@ def echo(host, port, aet, aec, timeout, **tls) -> None:
 def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     """C-STORE DICOM files (PATHS: files or folders, searched recursively) to HOST PORT over one association.
 
-    Files go as they are on disk, compressed or not. Prints a summary of the peer's statuses and
-    exits with status 1 if any DICOM instance was not stored; other files are skipped.
+    Files go as they are on disk, compressed or not. Names each file not stored (with the peer's
+    reason) or skipped (not a DICOM instance), prints a summary of the peer's statuses and exits with
+    status 1 if any DICOM instance was not stored.
     """
     from collections import Counter
 
@@ -130,8 +131,9 @@ def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     except AssociationFailed as exc:
         raise click.ClickException(str(exc)) from None
     for outcome in outcomes:
-        if not outcome.stored and not outcome.skipped:
-            click.echo(f"{outcome.path}: {_what_became_of(outcome)}", err=True)
+        if not outcome.stored:
+            reason = f": {outcome.error}" if outcome.status is not None and outcome.error else ""
+            click.echo(f"{outcome.path}: {_what_became_of(outcome)}{reason}", err=True)
     summary = Counter(_what_became_of(outcome) for outcome in outcomes).most_common()
     click.echo(f"{len(files)} files to {aec} at {host}:{port}: " + ", ".join(f"{n} {what}" for what, n in summary))
     if any(not outcome.stored and not outcome.skipped for outcome in outcomes):

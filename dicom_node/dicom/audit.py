@@ -56,7 +56,7 @@ class AssociationAudit:
             with self._lock:
                 tally = self._open.get(id(event.assoc))
                 if tally is not None:
-                    tally.statuses[int(status)] += 1
+                    tally.statuses[int(getattr(status, "Status", status))] += 1  # a code, or a status Dataset
                     tally.bytes += size
             return status
 

@@ -92,7 +92,7 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
         )
     except MissingTag as exc:
         log.warning("Refused %s: %s", where, _loggable(exc))
-        return StoreStatus.DOES_NOT_MATCH_SOP_CLASS
+        return _failure(StoreStatus.DOES_NOT_MATCH_SOP_CLASS, str(exc))  # the comment says which UID
     except Exception as exc:  # whatever pydicom raises on a malformed dataset
         log.warning("Refused %s: cannot decode the dataset: %s", where, _loggable(exc))
         return StoreStatus.CANNOT_UNDERSTAND
@@ -110,6 +110,13 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Stored %s%s", where, "" if is_new else " (already stored)")
     return StoreStatus.SUCCESS
+
+
+def _failure(status: StoreStatus, comment: str) -> Dataset:
+    """A failure status with its Error Comment (0000,0902): the sender sees why, not only the code's name."""
+    response = Dataset()
+    response.Status, response.ErrorComment = int(status), comment[:64]  # LO: 64 characters
+    return response
 
 
 def _record_report(header: Dataset, store: Store, settings: Settings, where: str) -> None:

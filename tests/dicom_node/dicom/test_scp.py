@@ -246,7 +246,10 @@ def test_echo_and_send_commands(tmp_path):
 
     from dicom_node.cli.main import cli
 
-    paths = write_files([mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut")], tmp_path / "in")
+    without_uid = mr_instance("t2_no_uid")
+    del without_uid.SeriesInstanceUID
+    datasets = [mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut"), without_uid]
+    paths = write_files(datasets, tmp_path / "in")
     paths[2].write_bytes(paths[2].read_bytes()[:-10])
     (tmp_path / "in" / "README.txt").write_text("not DICOM")
     runner = CliRunner()
@@ -259,9 +262,13 @@ def test_echo_and_send_commands(tmp_path):
     assert (echoed.exit_code, echoed.output) == (0, f"C-ECHO ANY-SCP at 127.0.0.1:{port}: Success\n")
     assert sent.exit_code == 1
     assert f"{paths[2]}: Failure 0xC210 (Cannot Understand)" in sent.output
+    # The standard's name for 0xA900, and the node's reason (its Error Comment); every skipped file named.
+    assert f"{paths[3]}: Failure 0xA900 (Data Set Does Not Match SOP Class): the dataset has no SeriesInstanceUID\n" \
+        in sent.output
+    assert f"{tmp_path / 'in' / 'README.txt'}: skipped (not DICOM instances)\n" in sent.output
     assert sent.output.endswith(
-        f"4 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
-        "1 skipped (not DICOM instances)\n"
+        f"5 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
+        "1 Failure 0xA900 (Data Set Does Not Match SOP Class), 1 skipped (not DICOM instances)\n"
     )
     assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
     assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output
