@@ -210,3 +210,6 @@ def test_missing_training_data_names_the_setting_before_any_model_loads(tmp_path
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"data.openi: {tmp_path / 'data' / 'openi'} not found; set retraining.data" in result.output
     assert "Data for training" in result.output and not (tmp_path / "models").exists()
+    unknown = CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), "models", "retrain", "--recipe", "nosuch"])
+    assert unknown.exit_code == 1 and "recipe nosuch: no such file, and no shipped recipe of that name" in unknown.output
+    assert "retrain_embedded, retrain_harmonize" in unknown.output
