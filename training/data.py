@@ -211,9 +211,10 @@ def data_path(data: DataSettings, setting: str) -> Path:
 
     A ValueError naming the setting, the path and where to put the data when it is not there.
     """
-    path = Path(getattr(data, setting))
-    if not path.is_absolute():
-        path = Path(data.root if data.root is not None else DATA_ROOT) / path
+    given = Path(getattr(data, setting))
+    path = given if given.is_absolute() else Path(data.root if data.root is not None else DATA_ROOT) / given
+    if not path.exists() and data.root is None and given.exists():
+        path = given  # a recipe saved before data.root (a model folder's recipe.yaml): ../shared/data/openi from here
     if not path.exists():
         raise ValueError(f"data.{setting}: {path} not found; {DATA_HELP}")
     return path

@@ -189,3 +189,15 @@ def test_corrections_of_held_out_descriptions_are_not_trained_on(tmp_path):
     examples = recipe_examples(DataSettings(**{**RECIPE_DATA, "tasks": ["harmonize"], "corrections": [str(path)]}), "train")
     texts = {e.text for e in examples}
     assert "brand new description" in texts and held_out.text.upper() + " " not in texts
+
+
+@pytest.mark.needs_data
+def test_a_recipe_saved_before_data_root_still_finds_its_data(monkeypatch):
+    from training.recipe import load_config
+    from tests.support.paths import ROOT
+
+    monkeypatch.chdir(ROOT)
+    shipped = load_config(ROOT / "slm" / "default_model" / "recipe.yaml", ["output_dir=unused"])
+    assert shipped.data.openi == "../shared/data/openi" and shipped.data.root is None  # as it was saved
+    assert {e.task for e in recipe_examples(shipped.data.model_copy(update={"limit_per_task": 2}), "dev")} == {
+        "harmonize", "label", "impression"}
