@@ -215,16 +215,16 @@ def relative_to(settings: Settings, folder: Path) -> Settings:
     def recipe(value: str) -> str:
         return path(value) if "/" in value or value.endswith(".yaml") else value  # else a shipped recipe's name
 
-    url = make_url(settings.store.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        url = url.set(database=path(url.database))
+    url, sqlite = settings.store.url, make_url(settings.store.url)
+    if sqlite.get_backend_name() == "sqlite" and sqlite.database and sqlite.database != ":memory:":
+        url = sqlite.set(database=path(sqlite.database)).render_as_string(hide_password=False)
     tls, model, retraining = settings.dicom.tls, settings.model, settings.retraining
     return settings.model_copy(
         update={
             "dicom": settings.dicom.model_copy(update={"tls": tls.model_copy(update={
                 name: path(getattr(tls, name)) for name in ("certificate", "private_key", "ca_certificates")})}),
             "storage": settings.storage.model_copy(update={"folder": path(settings.storage.folder)}),
-            "store": settings.store.model_copy(update={"url": url.render_as_string(hide_password=False)}),
+            "store": settings.store.model_copy(update={"url": url}),
             "model": model.model_copy(update={"path": model_path(model.path), "adapter": path(model.adapter)}),
             "retraining": retraining.model_copy(update={
                 "recipe": recipe(retraining.recipe),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Sequence
 
 from sqlalchemy import bindparam, case, func, or_, select, update
