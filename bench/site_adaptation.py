@@ -6,8 +6,8 @@ For each source of ../shared/data/series/real_public.csv with at least --min-row
 source stands for a site: one research protocol's naming), in a store of its own:
 1. a fifth of its descriptions (spellings of one description kept together, per class) are corrected
    to their labels through the store, as a person would with `slmnode correct`;
-2. `slmnode models retrain` runs (dicom_node.models.retrain with the node's defaults: the embedded
-   retraining recipe, corrections weighted retraining.corrections_weight; key=value overrides it);
+2. `slmnode models retrain` runs (dicom_node.models.retrain with the node's defaults but the recipe:
+   retrain_embedded, reading the data sets from $SLMNODE_DATA or ../shared/data, corrections weighted retraining.corrections_weight; key=value overrides it);
 3. the other four fifths are scored: the rules, the shipped model, the retrained candidate, and what
    the site sees after retraining (its store: a correction of any spelling wins, else what runs: the
    candidate when the gate passed it, the shipped model when not).
@@ -36,6 +36,8 @@ from slm.harmonizer import description_key
 from slm.rules import RuleHarmonizer
 from training.data import REAL_SERIES, Example, series_csv_examples, split_descriptions
 from training.recipe import load_config
+
+RECIPE = "retrain_embedded"  # the recipe of the README's figures: the embedded model's whole data plus the corrections
 
 FIFTHS = 5
 
@@ -79,7 +81,7 @@ def run_site(source: str, examples: list[Example], fifth: int, held_out_keys: se
     settings = Settings.model_validate({
         "store": {"url": f"sqlite:///{folder / 'site.sqlite'}"},
         "model": {"device": "cpu"},
-        "retraining": {"models_folder": str(folder / "models")},
+        "retraining": {"models_folder": str(folder / "models"), "recipe": RECIPE},
     })
     store = Store(settings.store.url)
     try:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the retraining recipe")
     args = parser.parse_args(argv)
-    recipe = load_config(Settings().retraining.recipe, ["output_dir=unused"])
+    recipe = load_config(RECIPE, ["output_dir=unused"])
     parts = split_descriptions(series_csv_examples(REAL_SERIES), recipe.data.series_holdout, recipe.data.seed)
     held_out_keys = {description_key(e.text) for e in parts["dev"] + parts["test"]}
     results = []

@@ -1,18 +1,21 @@
 """Typed settings, read once from YAML and passed down.
 
-Every key is documented in config/default.yaml. A wrong type, an unknown key or a missing file is a
-ConfigError that names the file and the key, so a PACS administrator can fix the file without
-reading a traceback.
+Every key is documented in config/default.yaml. A wrong type, an unknown key (with the nearest valid
+one) or a missing file is a ConfigError that names the file and the key, so a PACS administrator can
+fix the file without reading a traceback. Relative paths in a file are relative to that file's folder,
+so a command finds the same store from any folder.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 from slm.tasks import SERIES_LABELS
 from training.gate import GATE_FIGURES
@@ -46,6 +49,7 @@ class DicomSettings(_Section):
     allowed_addresses: list[str] = []
     tls: TLSSettings = TLSSettings()
     network_timeout: float = Field(60.0, gt=0, strict=False)
+    check_called_ae: bool = False  # refuse associations addressed to another AE title than ae_title
 
 
 class StorageSettings(_Section):
@@ -69,10 +73,21 @@ class ModelSettings(_Section):
 
 class HarmonizerSettings(_Section):
     kind: Literal["auto", "rules", "slm"] = "auto"
+    modalities: list[str] = ["MR"]  # series of other modalities are stored, not harmonized
     batch_size: int = Field(64, ge=1)
     poll_seconds: float = Field(2.0, gt=0, strict=False)
     retry_seconds: float = Field(30.0, gt=0, strict=False)
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
+
+
+class ReportScopeSettings(_Section):
+    """Which reports the job labels: those of chest radiographs (dicom_node/reports/scope.py)."""
+
+    modalities: list[str] = ["CR", "DX"]
+    body_parts: list[str] = ["CHEST", "THORAX", "LUNG"]
+    words: list[str] = ["chest", "thorax", "thoracic", "cxr", "lung", "lungs"]
+    other_words: list[str] = ["ct", "cta", "mr", "mri", "mra", "pet", "nm", "us", "ultrasound", "spect", "fluoro"]
+    unknown: Literal["label", "skip"] = "label"
 
 
 class ReportSettings(_Section):
@@ -84,6 +99,7 @@ class ReportSettings(_Section):
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
     threads: int = Field(1, ge=1)
     ingest_quiet_seconds: float = Field(5.0, ge=0, strict=False)
+    scope: ReportScopeSettings = ReportScopeSettings()
 
 
 class GateSettings(_Section):
@@ -104,7 +120,8 @@ class GateSettings(_Section):
 
 
 class RetrainingSettings(_Section):
-    recipe: str = "config/training/retrain_embedded.yaml"
+    recipe: str = "retrain_harmonize"
+    data: str | None = None
     models_folder: str = "models"
     corrections_weight: float = Field(10.0, gt=0, strict=False)
     eval_limit: int | None = Field(200, ge=1)
@@ -241,7 +258,8 @@ class Settings(_Section):
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
-    """Settings from `path`, else from $SLMNODE_CONFIG, else the built-in defaults."""
+    """Settings from `path`, else from $SLMNODE_CONFIG, else the built-in defaults (paths then
+    relative to the current folder); a file's relative paths are relative to its folder."""
     path = path or os.environ.get(CONFIG_ENV)
     if not path:
         return Settings()
@@ -257,9 +275,62 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
+    return relative_to(settings, path.resolve().parent)
+
+
+def _problem(err) -> str:
+    """One validation error as `dicom.prot: unknown key (did you mean dicom.port?)`."""
+    where = ".".join(str(part) for part in err["loc"])
+    if err["type"] != "extra_forbidden":
+        return f"{where}: {err['msg']}"
+    section: type[BaseModel] = Settings
+    for part in err["loc"][:-1]:  # the model the unknown key sits in
+        annotation = section.model_fields[part].annotation
+        section = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)
+                        and issubclass(a, BaseModel)), None)
+        if section is None:
+            return f"{where}: unknown key"
+    near = difflib.get_close_matches(str(err["loc"][-1]), section.model_fields, n=1, cutoff=0.5)
+    parent = "".join(f"{part}." for part in err["loc"][:-1])
+    return f"{where}: unknown key" + (f" (did you mean {parent}{near[0]}?)" if near else "")
+
+
+def relative_to(settings: Settings, folder: Path) -> Settings:
+    """`settings` with every relative path made absolute under `folder`: the SQLite store, the storage
+    folder, the TLS files, the log file, a model or adapter folder, the retraining recipe file, models
+    folder and data folder. "embedded", hub ids and shipped recipe names stay as they are."""
+
+    def path(value: str | None) -> str | None:
+        return value if value is None or Path(value).is_absolute() else str(folder / value)
+
+    def model_path(value: str) -> str:
+        # "org/model" is a hub id unless a folder of that name is there; "./x" and "../x" are folders.
+        local = value.startswith(".") or (folder / value).exists()
+        return path(value) if value != "embedded" and local else value
+
+    def recipe(value: str) -> str:
+        return path(value) if "/" in value or value.endswith(".yaml") else value  # else a shipped recipe's name
+
+    url, sqlite = settings.store.url, make_url(settings.store.url)
+    if sqlite.get_backend_name() == "sqlite" and sqlite.database and sqlite.database != ":memory:":
+        url = sqlite.set(database=path(sqlite.database)).render_as_string(hide_password=False)
+    tls, model, retraining = settings.dicom.tls, settings.model, settings.retraining
+    return settings.model_copy(
+        update={
+            "dicom": settings.dicom.model_copy(update={"tls": tls.model_copy(update={
+                name: path(getattr(tls, name)) for name in ("certificate", "private_key", "ca_certificates")})}),
+            "storage": settings.storage.model_copy(update={"folder": path(settings.storage.folder)}),
+            "store": settings.store.model_copy(update={"url": url}),
+            "model": model.model_copy(update={"path": model_path(model.path), "adapter": path(model.adapter)}),
+            "retraining": retraining.model_copy(update={
+                "recipe": recipe(retraining.recipe),
+                "models_folder": path(retraining.models_folder),
+                "data": path(retraining.data),
+            }),
+            "logging": settings.logging.model_copy(update={"file": path(settings.logging.file)}),
+        }
+    )

@@ -14,11 +14,13 @@ import signal
 import threading
 import time
 from functools import partial
+from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
+from dicom_node import preflight
 from dicom_node.models import choose
 from dicom_node.config import Settings
 from dicom_node.jobs.reports import ReportJob
@@ -202,7 +204,10 @@ class Node:
             else "off"
         )
         where = f"storage=files in {storage.folder}" if storage.mode == "files" else "storage=metadata only"
-        url = make_url(self.settings.store.url).render_as_string(hide_password=True)
+        url = make_url(self.settings.store.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            url = url.set(database=str(Path(url.database).resolve()))  # where it is, whatever the folder
+        url = url.render_as_string(hide_password=True)
         reports = (
             f"every {self.settings.reports.interval_seconds:g} s with {self.report_job.model.version}"
             if self.report_job
@@ -218,7 +223,9 @@ class Node:
 
 
 def serve(settings: Settings) -> None:
-    """Run the node until Ctrl-C or SIGTERM, with the model dicom_node.models.choose picks."""
+    """Run the node until Ctrl-C or SIGTERM, with the model dicom_node.models.choose picks; first
+    preflight.check, so that a node that cannot work stops before loading a model."""
+    preflight.check(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,7 +10,9 @@ once per engine and only the input and what follows it run per batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as transformers_logging
 
 from slm.harmonizer import Prediction
 from slm.hints import hints_for, reads_hints, rule_answers
@@ -39,10 +42,14 @@ from slm.tasks import (
     no_finding,
 )
 
+# transformers draws a "Loading weights" / "Writing model shards" bar at every load and save: a line of
+# noise in every command and log; slmnode says what it loads itself.
+transformers_logging.disable_progress_bar()
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = Path(__file__).parent / "default_model"
-BUILD_EMBEDDED = "python -m training.train config/training/embedded.yaml"
+BUILD_EMBEDDED = "python -m training.train embedded"
 
 
 class ModelUnavailable(Exception):
@@ -147,6 +154,13 @@ def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
 # The batch being decoded
 
 
+@functools.cache
+def cache_argument(model_class: type) -> str:
+    """The KV cache's name in the model's forward: `cache` in newer transformers, where the older
+    `past_key_values` still works but warns at every call (and is to go), else `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 class _Batch:
     """Key-value cache and attention mask of a batch of sequences that grow together.
 
@@ -170,15 +184,16 @@ class _Batch:
         ids, new_mask = ids.to(device), new_mask.to(device)
         positions = (self.mask.sum(1, keepdim=True) + new_mask.cumsum(1) - 1).clamp(min=0)
         self.mask = torch.cat([self.mask, new_mask], dim=1)
+        cache = cache_argument(type(self.model))
         out = self.model(
             input_ids=ids,
             attention_mask=self.mask,
             position_ids=positions,
-            past_key_values=DynamicCache(self.kv) if self.kv else None,
+            **{cache: DynamicCache(self.kv) if self.kv else None},
             use_cache=True,
             logits_to_keep=0 if all_logits else 1,
         )
-        self.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        self.kv = [(layer.keys, layer.values) for layer in getattr(out, cache).layers]
         logprobs = out.logits.float().log_softmax(-1)
         return logprobs if all_logits else logprobs[:, -1]
 

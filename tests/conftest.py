@@ -9,6 +9,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from dicom_node.store.database import Store  # noqa: E402  (after the environment, which the hub reads at import)
+from tests.support.paths import DATA_AVAILABLE  # noqa: E402
+from training.data import DATA_ROOT, DATA_HELP  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked needs_data skip, saying why, where the data sets are not (a clone without ../shared)."""
+    if DATA_AVAILABLE:
+        return
+    skip = pytest.mark.skip(reason=f"needs the data sets, not in {DATA_ROOT.resolve()}: {DATA_HELP}")
+    for item in items:
+        if item.get_closest_marker("needs_data"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

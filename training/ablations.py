@@ -1,7 +1,7 @@
 """Ablations as commands: the study's epoch trajectory and its poisoning test, each a table of dev figures.
 
-    python -m training.ablations epochs --recipe config/training/study.yaml --epochs 2,5,20,100
-    python -m training.ablations poison --recipe config/training/study.yaml --fractions 0,0.25,0.5,0.75,1.0
+    python -m training.ablations epochs --recipe study --epochs 2,5,20,100
+    python -m training.ablations poison --recipe study --fractions 0,0.25,0.5,0.75,1.0
 
 Every variant is the recipe with one setting changed, trained by training.train.train and judged by
 training.evaluate on the dev split (never test). In the poisoning test a fraction of the labeling
@@ -100,8 +100,8 @@ def cli():
 
 
 COMMON_OPTIONS = (
-    click.option("--recipe", required=True, type=click.Path(exists=True, dir_okay=False),
-                 help="A training recipe (config/training/*.yaml)."),
+    click.option("--recipe", required=True,
+                 help="A training recipe: a shipped name (training/recipes/) or a YAML file."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                  help="Recipe overrides applied to every variant (as for training.train)."),
     click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -22,8 +22,13 @@ from slm.tasks import FINDINGS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, re
 from training.recipe import DataSettings
 
 # The data sets: $SLMNODE_DATA, else ../shared/data seen from the folder commands run in (the
-# repository root), as the recipes' own paths are. Only the defaults of evaluation; the node never reads them.
+# repository root). Where a recipe's relative data paths are read when it names no data.root (`slmnode
+# models retrain` passes retraining.data), and the defaults of evaluation; the node never reads them.
 DATA_ROOT = Path(os.environ.get("SLMNODE_DATA", "../shared/data"))
+DATA_HELP = (
+    "set retraining.data in the node's configuration (or the recipe's data.root, or $SLMNODE_DATA) to the folder "
+    "holding openi/ and series/real_public.csv, see the README's 'Data for training'"
+)
 OPENI = DATA_ROOT / "openi"
 REAL_SERIES = DATA_ROOT / "series" / "real_public.csv"
 
@@ -201,6 +206,27 @@ def repeated(examples: Sequence[Example], weight: float, rng: random.Random) -> 
     return list(examples) * int(whole) + rng.sample(list(examples), round(len(examples) * part))
 
 
+def data_path(data: DataSettings, setting: str) -> Path:
+    """data.<setting> (openi, series_csv) as a path: a relative one under data.root, else DATA_ROOT.
+
+    A ValueError naming the setting, the path and where to put the data when it is not there.
+    """
+    given = Path(getattr(data, setting))
+    path = given if given.is_absolute() else Path(data.root if data.root is not None else DATA_ROOT) / given
+    if not path.exists() and data.root is None and given.exists():
+        path = given  # a recipe saved before data.root (a model folder's recipe.yaml): ../shared/data/openi from here
+    if not path.exists():
+        raise ValueError(f"data.{setting}: {path} not found; {DATA_HELP}")
+    return path
+
+
+def check_paths(data: DataSettings) -> None:
+    """Fail now, not after loading models, when a data set the recipe names is not there (see data_path)."""
+    for setting in ("openi", "series_csv"):
+        if getattr(data, setting):
+            data_path(data, setting)
+
+
 def recipe_examples(data: DataSettings, split: str) -> list[Example]:
     """The examples a recipe's `data:` section asks for, for split "train" or "dev" (never test)."""
     if split not in ("train", "dev"):
@@ -212,14 +238,20 @@ def recipe_examples(data: DataSettings, split: str) -> list[Example]:
     examples: list[Example] = []
     held_out: list[Example] = []
     if data.openi and {"label", "impression"} & set(tasks):
-        examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data.openi)
+        examples += openi_examples(split, [t for t in tasks if t != "harmonize"], data_path(data, "openi"))
     if "harmonize" in tasks:
         if data.series_csv:
-            parts = split_descriptions(series_csv_examples(data.series_csv), data.series_holdout, data.seed)
+            parts = split_descriptions(series_csv_examples(data_path(data, "series_csv")), data.series_holdout, data.seed)
             examples += parts[split]
             held_out = parts["dev"] + parts["test"]
-        if split == "train" and data.series_generated:
-            examples += without_descriptions(generated_examples(data.series_generated, data.seed), held_out)
+            if split == "train" and data.series_generated:
+                examples += without_descriptions(generated_examples(data.series_generated, data.seed), held_out)
+        elif data.series_generated:
+            # No real descriptions (a harmonization-only retrain needs no data set): the generated ones are
+            # split as real ones would be, so that the gate has dev descriptions the candidate did not train on.
+            parts = split_descriptions(generated_examples(data.series_generated, data.seed), data.series_holdout, data.seed)
+            examples += parts[split]
+            held_out = parts["dev"] + parts["test"]
     if data.limit_per_task:
         examples = [e for task in tasks for e in [x for x in examples if x.task == task][: data.limit_per_task]]
     if split == "dev":

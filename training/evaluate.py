@@ -90,7 +90,7 @@ def in_batches(answer: Callable[[list[str]], list], texts: Sequence[str], desc: 
     """answer(texts) with a progress bar: texts grouped by length (less padding), results in input order."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     results: list = [None] * len(texts)
-    with tqdm(total=len(texts), desc=desc, unit="text", leave=False) as bar:
+    with tqdm(total=len(texts), desc=desc, unit="text", leave=False, disable=None) as bar:
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             for i, result in zip(chunk, answer([texts[i] for i in chunk])):

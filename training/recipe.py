@@ -1,14 +1,17 @@
-"""Recipes: one YAML file in config/training/ names every hyperparameter of a training run.
+"""Recipes: one YAML file names every hyperparameter of a training run.
 
+The recipes ship inside the package (training/recipes/*.yaml), so an installed slmnode finds them by
+name (`embedded`, `retrain_harmonize`) from any folder; a path to a YAML file of one's own works too.
 Typed here and passed down as it is (the trainer, the data builder and retraining all read these
 objects): a misspelt key is an error, and a default lives in one place.
 
-    python -m training.train config/training/embedded.yaml epochs=2 lora.rank=32   # dotted overrides
+    python -m training.train embedded epochs=2 lora.rank=32   # dotted overrides
 """
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -29,6 +32,8 @@ class LoraSettings(_Recipe):
 
 
 class DataSettings(_Recipe):
+    # Relative data paths (openi, series_csv) are read under root; None: training.data.DATA_ROOT.
+    root: str | None = None
     tasks: list[str] = ["harmonize", "label", "impression"]
     openi: str | None = None
     series_csv: str | None = None
@@ -76,6 +81,21 @@ class TrainConfig(_Recipe):
     log_every: int = Field(10, ge=1)
 
 
+RECIPES = files("training") / "recipes"  # the shipped recipes, a plain folder in any pip install
+
+
+def recipe_file(recipe: str | os.PathLike) -> Path:
+    """A recipe's YAML file: a path to one, else the shipped recipe of that name (`retrain_harmonize`)."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    shipped = Path(str(RECIPES)) / f"{path.stem if path.suffix == '.yaml' else path.name}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in Path(str(RECIPES)).glob("*.yaml")))
+    raise ValueError(f"recipe {recipe}: no such file, and no shipped recipe of that name (shipped: {names})")
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -85,7 +105,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
     """A recipe file plus dotted key=value overrides (values read as YAML: 3, 1e-4, [label], null)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(recipe_file(path).read_text(encoding="utf-8")) or {}
     for item in overrides:
         keys, value = parse_override(item)
         node = data

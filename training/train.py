@@ -1,6 +1,6 @@
-"""The trainer: one recipe (a YAML file in config/training/) in, one model folder out.
+"""The trainer: one recipe (a shipped name or a YAML file) in, one model folder out.
 
-    python -m training.train config/training/embedded.yaml [key=value ...]   # e.g. epochs=2 lora.rank=32
+    python -m training.train embedded [key=value ...]   # e.g. epochs=2 lora.rank=32
 
 Reads top to bottom: settings, examples, tokenizer and model, token ids, then the loop (AdamW, warmup
 and decay, gradient accumulation and clipping, autocast on a GPU) with checkpoints, resume and loss
@@ -252,7 +252,7 @@ def token_counts(examples: Sequence[Example], rows) -> dict[str, dict[str, int]]
 
 def encode_all(tokenizer, examples: Sequence[Example], max_length: int, what: str, rule_hints: bool = False):
     """Token ids of every example that fits; the ones whose target alone is too long are reported and left out."""
-    examples = tqdm(examples, desc=f"tokenizing {what}", leave=False)
+    examples = tqdm(examples, desc=f"tokenizing {what}", leave=False, disable=None)
     pairs = [(e, encode_example(tokenizer, e, max_length, rule_hints)) for e in examples]
     dropped = sum(rows is None for _, rows in pairs)
     if dropped:
@@ -329,7 +329,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
         save_checkpoint(checkpoint_path, state)
 
     stop_at = min(total_steps, config.max_steps or total_steps)
-    progress = tqdm(total=stop_at, initial=step, desc="training", unit="step", dynamic_ncols=True)
+    progress = tqdm(total=stop_at, initial=step, desc="training", unit="step", dynamic_ncols=True, disable=None)
     tokens_seen, started, cpu_started = 0, time.perf_counter(), time.process_time()
     for epoch in range(start_epoch, config.epochs):
         batches = epoch_batches(lengths, config.batch_size, config.seed * 1000 + epoch, config.group_by_length)

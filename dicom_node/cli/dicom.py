@@ -18,20 +18,22 @@ def serve(settings) -> None:
     mode, store URL and harmonizer. The first log line says what the node is running with.
     """
     from dicom_node.node import serve as run_node
+    from dicom_node.preflight import StartError
     from dicom_node.store.database import StoreError
     from dicom_node.store.migrations import SchemaError
 
-    expected = (ConfigError, SchemaError, StoreError)
-    if settings.harmonizer.kind != "rules":  # importing the engine loads torch, which rules do without
-        from slm.engine import ModelUnavailable
-
-        expected += (ModelUnavailable,)
     try:
         run_node(settings)
-    except expected as exc:
+    except (ConfigError, StartError, SchemaError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # the port is taken, the address is not ours, the storage folder is not writable
+    except OSError as exc:  # what the preflight could not foresee (the port taken since)
         raise click.ClickException(f"cannot start the node: {exc.strerror or exc}") from None
+    except Exception as exc:
+        from slm.engine import ModelUnavailable  # only now: torch loads with it, and the preflight comes first
+
+        if isinstance(exc, ModelUnavailable):
+            raise click.ClickException(str(exc)) from None
+        raise
 
 
 def _association_options(command):
@@ -106,8 +108,9 @@ def echo(host, port, aet, aec, timeout, **tls) -> None:
 def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     """C-STORE DICOM files (PATHS: files or folders, searched recursively) to HOST PORT over one association.
 
-    Files go as they are on disk, compressed or not. Prints a summary of the peer's statuses and
-    exits with status 1 if any DICOM instance was not stored; other files are skipped.
+    Files go as they are on disk, compressed or not. Names each file not stored (with the peer's
+    reason) or skipped (not a DICOM instance), prints a summary of the peer's statuses and exits with
+    status 1 if any DICOM instance was not stored.
     """
     from collections import Counter
 
@@ -128,8 +131,9 @@ def send(host, port, paths, aet, aec, timeout, **tls) -> None:
     except AssociationFailed as exc:
         raise click.ClickException(str(exc)) from None
     for outcome in outcomes:
-        if not outcome.stored and not outcome.skipped:
-            click.echo(f"{outcome.path}: {_what_became_of(outcome)}", err=True)
+        if not outcome.stored:
+            reason = f": {outcome.error}" if outcome.status is not None and outcome.error else ""
+            click.echo(f"{outcome.path}: {_what_became_of(outcome)}{reason}", err=True)
     summary = Counter(_what_became_of(outcome) for outcome in outcomes).most_common()
     click.echo(f"{len(files)} files to {aec} at {host}:{port}: " + ", ".join(f"{n} {what}" for what, n in summary))
     if any(not outcome.stored and not outcome.skipped for outcome in outcomes):

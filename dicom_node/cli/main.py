@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from dicom_node.cli.configuration import config
 from dicom_node.cli.dicom import echo, send, serve
 from dicom_node.cli.mappings import correct, export, import_, mappings, show
 from dicom_node.cli.models import models, reharmonize
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 for command in (
     serve, echo, send, mappings, show, correct, export, import_, reharmonize, predict, reports, models, routes,
-    orthanc_plugin, users, web,
+    orthanc_plugin, users, web, config,
 ):
     cli.add_command(command)
 

@@ -39,7 +39,7 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
     from dicom_node.store import mappings as queries
 
     store = open_store(settings)
-    found = queries.mappings(store.engine, label, below, search, since, unreviewed)
+    found = queries.mappings(store.engine, label, below, search, since, unreviewed, settings.harmonizer.modalities)
     columns = ("description", "label", "source", "confidence", "series_count", "first_seen")
     fields = columns if fmt == "table" else exchange.MAPPING_FIELDS
     click.echo(format_rows(exchange.mapping_rows(found), fields, fmt), nl=False)
@@ -51,7 +51,10 @@ def mappings(settings, label, below, search, since, unreviewed, fmt) -> None:
 @FORMAT_OPTION
 @click.pass_obj
 def show(settings, study_uid, series_uid, fmt) -> None:
-    """Show the mapping of a study's series, or of one series."""
+    """Show the mapping of a study's series, or of one series (UIDs in full, to paste back).
+
+    Series of modalities outside harmonizer.modalities (MR) show "not harmonized".
+    """
     from dataclasses import asdict
 
     from dicom_node.cli.output import format_rows
@@ -60,7 +63,7 @@ def show(settings, study_uid, series_uid, fmt) -> None:
     if (study_uid is None) == (series_uid is None):
         raise click.UsageError("give one of --study UID or --series UID")
     store = open_store(settings)
-    found = queries.series_mappings(store.engine, study_uid=study_uid, series_uid=series_uid)
+    found = queries.series_mappings(store.engine, study_uid, series_uid, modalities=settings.harmonizer.modalities)
     if not found:
         raise click.ClickException(f"no {'study' if study_uid else 'series'} {study_uid or series_uid} in the store")
     rows = [asdict(s) for s in found]

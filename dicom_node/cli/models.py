@@ -80,8 +80,8 @@ def _gate_cell(gate: dict | None) -> str:
 @models.command()
 @click.option(
     "--recipe",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Training recipe: base data and hyperparameters (default: retraining.recipe).",
+    help="Training recipe: a shipped one's name (retrain_harmonize, retrain_embedded) or a YAML file "
+    "(default: retraining.recipe).",
 )
 @click.option("--no-promote", is_flag=True, help="Register the new version but leave the active one as it is.")
 @WHO_OPTION

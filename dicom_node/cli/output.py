@@ -6,7 +6,7 @@ from typing import Iterable
 
 from dicom_node.store.exchange import encode_rows
 
-TABLE_CELL = 48  # characters of a cell a table shows; the JSON and CSV keep everything
+TABLE_CELL = 48  # characters of a cell a table shows (UIDs always whole); the JSON and CSV keep everything
 
 
 def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
@@ -15,15 +15,16 @@ def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
-    def cell(value) -> str:
+    def cell(value, whole: bool) -> str:
         if value is None:
             return ""
         if isinstance(value, float):
             return f"{value:.2f}"
         text = " ".join(str(value).split()) if isinstance(value, str) else str(value)
-        return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
+        return text if whole or len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
 
-    cells = [[cell(row[c]) for c in columns] for row in rows]
+    # A UID is pasted back into another command: never shortened (64 characters at most).
+    cells = [[cell(row[c], c.endswith("uid")) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
     lines = [columns, ["-" * w for w in widths], *cells]
     return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)

@@ -21,6 +21,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
+from dicom_node.dicom.audit import AssociationAudit
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
@@ -44,19 +45,26 @@ class RejectReason(IntEnum):
 
     NO_REASON_GIVEN = 0x01
     CALLING_AE_NOT_RECOGNIZED = 0x03
+    CALLED_AE_NOT_RECOGNIZED = 0x07
 
 
-def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
-    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+def handle_association_request(
+    event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str], called_ae: str | None = None
+) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, or (with `called_ae`, from
+    dicom.check_called_ae) that addresses another AE title than ours, with the reason DICOM has for it."""
     calling_ae = event.assoc.requestor.primitive.calling_ae_title
+    called = event.assoc.requestor.primitive.called_ae_title.strip()
     address = event.assoc.requestor.address
-    if allowed_aes and calling_ae not in allowed_aes:
-        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+    if called_ae is not None and called != called_ae:
+        reason, why = RejectReason.CALLED_AE_NOT_RECOGNIZED, f"called AE {called!r} is not ours ({called_ae})"
+    elif allowed_aes and calling_ae not in allowed_aes:
+        reason, why = RejectReason.CALLING_AE_NOT_RECOGNIZED, "calling_ae_not_recognized"
     elif allowed_addresses and address not in allowed_addresses:
-        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+        reason, why = RejectReason.NO_REASON_GIVEN, "no_reason_given"  # DICOM has no diagnostic for an address
     else:
         return
-    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, why)
     metrics.association_rejected(event, reason.name.lower())
     event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
     # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
@@ -87,7 +95,7 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
         record = dataclasses.replace(record, calling_ae=event.assoc.requestor.ae_title.strip() or None)
     except MissingTag as exc:
         log.warning("Refused %s: %s", where, _loggable(exc))
-        return StoreStatus.DOES_NOT_MATCH_SOP_CLASS
+        return _failure(StoreStatus.DOES_NOT_MATCH_SOP_CLASS, str(exc))  # the comment says which UID
     except Exception as exc:  # whatever pydicom raises on a malformed dataset
         log.warning("Refused %s: cannot decode the dataset: %s", where, _loggable(exc))
         return StoreStatus.CANNOT_UNDERSTAND
@@ -105,6 +113,13 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("Stored %s%s", where, "" if is_new else " (already stored)")
     return StoreStatus.SUCCESS
+
+
+def _failure(status: StoreStatus, comment: str) -> Dataset:
+    """A failure status with its Error Comment (0000,0902): the sender sees why, not only the code's name."""
+    response = Dataset()
+    response.Status, response.ErrorComment = int(status), comment[:64]  # LO: 64 characters
+    return response
 
 
 def _record_report(header: Dataset, store: Store, settings: Settings, where: str) -> None:
@@ -150,10 +165,16 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     if settings.storage.mode == "files":
         removed = remove_partial_writes(settings.storage.folder)
         log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
+    audit = AssociationAudit()
     handlers = [
         *NODELAY_HANDLERS,
-        (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
-        (evt.EVT_C_STORE, metrics.observed(handle_store), [store, settings]),
+        *audit.handlers(),
+        (
+            evt.EVT_REQUESTED,
+            handle_association_request,
+            [dicom.allowed_calling_aes, dicom.allowed_addresses, dicom.ae_title if dicom.check_called_ae else None],
+        ),
+        (evt.EVT_C_STORE, audit.counting(metrics.observed(handle_store)), [store, settings]),
         (evt.EVT_ACCEPTED, metrics.association_accepted),
         (evt.EVT_REJECTED, metrics.association_rejected_by_pynetdicom),
     ]

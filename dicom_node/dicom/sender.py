@@ -41,7 +41,8 @@ class AssociationFailed(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one file: the peer's status, or None with the reason it was not stored.
+    """What became of one file: the peer's status (with its Error Comment, if any), or None with the
+    reason it was not stored.
 
     `skipped` files are not DICOM instances (other files, a DICOMDIR): nothing was asked of the peer."""
 
@@ -193,4 +194,4 @@ def _store_one(assoc, path: Path) -> Outcome:
         return Outcome(path, None, str(exc))
     if "Status" not in response:
         return Outcome(path, None, "no response (association lost or timed out)")
-    return Outcome(path, int(response.Status))
+    return Outcome(path, int(response.Status), response.get("ErrorComment"))  # the peer's reason, if it gave one

@@ -10,6 +10,7 @@ with exponential backoff.
 from __future__ import annotations
 
 import logging
+import time
 
 from dicom_node.config import HarmonizerSettings
 from dicom_node.jobs.polling import PollingThread
@@ -31,14 +32,18 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = mappings.queued_descriptions(self.store, self.settings.batch_size)
+        texts = mappings.queued_descriptions(self.store, self.settings.batch_size, self.settings.modalities)
         if not texts:
             return 0
+        started = time.perf_counter()
         with HARMONIZATION_BATCH_SECONDS.time():
             done, failures = run_in_halves(texts, self.harmonizer.harmonize)
         if done:
             mapped, predictions = zip(*done)
             mappings.save_predictions(self.store, list(mapped), list(predictions))
+        # The audit trail: counts, the version and the time, never the descriptions.
+        log.info("harmonized %d of %d queued descriptions with %s in %.2f s",
+                 len(done), len(texts), self.harmonizer.version, time.perf_counter() - started)
         if failures:
             # Counts and the error only: descriptions stay out of the log.
             log.warning(

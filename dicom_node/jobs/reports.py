@@ -17,6 +17,10 @@ Model calls go through `run_in_halves` (shared with the harmonization worker): a
 the model is isolated and waits retry_seconds * 2**(attempts - 1), at most max_retry_seconds, with
 its attempts and last error recorded; the others are done.
 
+Only reports of chest radiographs are shown to the model (reports/scope.py decides, from the linked
+study or the report's exam line); the others get a result without labels or impression, marked not
+applicable, so they count as processed too.
+
 A report with no text for a task is not shown to the model for it: labels need some section
 (a report with none gets the labels {}), the impression needs a section other than the impression
 (a report that is nothing but an impression gets the generated impression ""). Either way it gets a
@@ -34,6 +38,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
@@ -41,9 +46,11 @@ from typing import Callable
 from sqlalchemy import and_, func, or_, select, update
 
 from dicom_node.config import ReportSettings
+from dicom_node.reports.queries import linked_study_id
+from dicom_node.reports.scope import LinkedSeries, is_chest_radiograph
 from dicom_node.store.database import Store, insert_ignore
 from dicom_node.store.times import retry_wait
-from dicom_node.store.tables import Report, ReportResult, utcnow
+from dicom_node.store.tables import Description, Report, ReportResult, Series, utcnow
 from dicom_node.jobs.retry import run_in_halves
 from slm.tasks import REPORT_SECTIONS, report_text
 
@@ -67,6 +74,7 @@ class JobCounts:
 class _Claimed:
     id: int
     sections: dict[str, str | None]
+    chest: bool = True  # a chest radiograph's report, which the model reads; else not applicable
 
     def text(self, include_impression: bool) -> str:
         return report_text(self.sections, include_impression=include_impression)
@@ -156,6 +164,7 @@ class ReportJob:
         started = time.perf_counter()
         claimed = self._claim(wanted)
         counts = JobCounts()
+        not_applicable = sum(not report.chest for report in claimed)
         if not claimed:
             return counts
         import torch  # here: the queries and the CLI's listing commands do without torch
@@ -174,10 +183,12 @@ class ReportJob:
         finally:
             self._release([report.id for report in claimed])
         log.info(
-            "report job (model %s): %d of %d claimed reports processed, %d failed, in %.1f s",
+            "report job (model %s): %d of %d claimed reports processed (%d not chest radiographs: not applicable), "
+            "%d failed, in %.1f s",
             self.model.version,
             counts.processed,
             len(claimed),
+            not_applicable,
             counts.failed,
             time.perf_counter() - started,
         )
@@ -200,12 +211,21 @@ class ReportJob:
                 .where(Report.id.in_(ids), Report.claimed_by == self.runner)
                 .order_by(Report.id)
             ).all()
-        return [_Claimed(row.id, {name: getattr(row, name) for name in REPORT_SECTIONS}) for row in rows]
+            series = _linked_series(conn, [row.id for row in rows])
+        claimed = []
+        for row in rows:
+            sections = {name: getattr(row, name) for name in REPORT_SECTIONS}
+            chest = is_chest_radiograph(series[row.id], report_text(sections), self.settings.scope)
+            claimed.append(_Claimed(row.id, sections, chest))
+        return claimed
 
-    def _answer(self, reports: list[_Claimed]) -> list[tuple[dict, str]]:
-        labels = _ask(self.model.label, [report.text(include_impression=True) for report in reports], {})
-        impressions = _ask(self.model.impression, [report.text(include_impression=False) for report in reports], "")
-        return list(zip(labels, impressions))
+    def _answer(self, reports: list[_Claimed]) -> list[tuple[dict | None, str]]:
+        """(labels, impression) per report; (None, "") for one that is not a chest radiograph's (not applicable)."""
+        read = [report for report in reports if report.chest]
+        labels = _ask(self.model.label, [report.text(include_impression=True) for report in read], {})
+        impressions = _ask(self.model.impression, [report.text(include_impression=False) for report in read], "")
+        answers = iter(zip(labels, impressions))
+        return [next(answers) if report.chest else (None, "") for report in reports]
 
     def _save(self, done: list[tuple[_Claimed, tuple[dict, str]]]) -> int:
         """Results of the reports still claimed by this runner, and their claims cleared, in one transaction."""
@@ -279,6 +299,21 @@ class ReportJob:
                 .where(Report.id.in_(ids), Report.claimed_by == self.runner)
                 .values(claimed_by=None, claimed_until=None)
             )
+
+
+def _linked_series(conn, report_ids: list[int]) -> dict[int, list[LinkedSeries]]:
+    """The series of each report's linked study (none for a report whose study has not arrived)."""
+    query = (
+        select(Report.id, Series.modality, Series.body_part, Description.text)
+        .select_from(Report)
+        .join(Series, Series.study_id == linked_study_id())
+        .outerjoin(Description, Description.id == Series.description_id)
+        .where(Report.id.in_(report_ids))
+    )
+    series: dict[int, list[LinkedSeries]] = defaultdict(list)
+    for report_id, modality, body_part, description in conn.execute(query):
+        series[report_id].append(LinkedSeries(modality, body_part, description))
+    return series
 
 
 def _ask(task: Callable[[list[str]], list], texts: list[str], nothing_to_read):

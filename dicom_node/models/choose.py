@@ -106,10 +106,14 @@ def pick_harmonizer(settings: Settings, choice: Choice, model, kind: str | None 
 
 def pick_reader(settings: Settings, choice: Choice, model):
     """What reads reports: the model, or the rule labeler for the labels (impressions still the model's)
-    when the model's held-out figures say the rules label better (by more than the gate's allowed drop)."""
-    if not _rules_do_better(settings, choice, "labeling_macro_f1"):
+    when the model's held-out figures say the rules label better (by more than the gate's allowed drop),
+    or when they hold no labeling figure (a harmonization-only retraining never judged it on reports)."""
+    figures = held_out_figures(choice)
+    unjudged = figures is not None and "labeling_macro_f1" not in figures.get("model", {})
+    if not unjudged and not _rules_do_better(settings, choice, "labeling_macro_f1"):
         return model
-    log.info("labeling reports with rules: on held-out reports they beat model %s (its figures.json)", model.version)
+    why = "it was not judged on reports" if unjudged else "on held-out reports they beat it"
+    log.info("labeling reports with rules for model %s: %s (its figures.json)", model.version, why)
     return RuleLabels(model)
 
 

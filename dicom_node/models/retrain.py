@@ -3,7 +3,8 @@
     slmnode models retrain [--recipe FILE] [--no-promote] [key=value ...]
 
 One run: export the store's corrections into a new version folder (<models_folder>/<UTC time>), train
-the recipe (retraining.recipe: the base data; a fine-tuning recipe starts from the running version)
+the recipe (retraining.recipe, a shipped name or a file: the base data, read under retraining.data
+when it names a data set; a fine-tuning recipe starts from the running version)
 with those corrections added, each seen
 retraining.corrections_weight times; then judge the current version (the registry's active one, else
 model.path) and the candidate on the same held-out examples: the recipe's dev split (never test), at
@@ -26,8 +27,8 @@ from dicom_node.models import choose, registry
 from dicom_node.store.database import Store
 from dicom_node.store.exchange import CORRECTION_FIELDS, correction_rows, encode_rows
 from training import gate
-from training.data import corrections_examples
-from training.recipe import TrainConfig, with_corrections
+from training.data import check_paths, corrections_examples
+from training.recipe import TrainConfig, load_config, with_corrections
 from training.train import train
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,17 @@ def retrain(
     `progress` hears each phase as it begins (the web page shows it)."""
     retraining = settings.retraining
     progress("exporting corrections")
+    check_paths(with_data(load_config(recipe or retraining.recipe, overrides), retraining.data).data)
     current = current_version(store, settings, who)
     folder = new_version_folder(Path(retraining.models_folder))
     try:
         corrections_file = export_corrections(store, folder)
         config = from_running(
-            with_corrections(recipe or retraining.recipe, overrides, folder, corrections_file,
-                             retraining.corrections_weight),
+            with_data(
+                with_corrections(recipe or retraining.recipe, overrides, folder, corrections_file,
+                                 retraining.corrections_weight),
+                retraining.data,
+            ),
             current,
         )
         held_out = gate.evaluation_examples(config, retraining.eval_limit)
@@ -127,6 +132,13 @@ def retrain(
     if promote and result.passed:
         result.promoted = registry.promote(store, candidate.version, who, f"gate passed against {current.version}")
     return result
+
+
+def with_data(config: TrainConfig, data: str | None) -> TrainConfig:
+    """The recipe's relative data paths read under retraining.data, unless the recipe names its own data.root."""
+    if data is None or config.data.root is not None:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"root": data})})
 
 
 def from_running(config: TrainConfig, current: registry.RegisteredVersion) -> TrainConfig:

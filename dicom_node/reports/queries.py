@@ -24,6 +24,9 @@ from dicom_node.store.times import iso
 from slm.tasks import LABEL_KEYS, REPORT_SECTIONS
 
 
+NOT_APPLICABLE = "not applicable"  # not a chest radiograph's report (reports/scope.py): no labels, no impression
+
+
 @dataclass(frozen=True)
 class ReportView:
     id: int
@@ -39,7 +42,7 @@ class ReportView:
     impression: str | None  # the radiologist's
     linked_study_uid: str | None  # the received study it links to, if any yet
     series_count: int  # of the linked study
-    labels: dict[str, str] | None  # of the latest result
+    labels: dict[str, str] | None  # of the latest result; None: none yet, or not applicable (reports/scope.py)
     generated_impression: str | None
     model_version: str | None
     processed_at: datetime | None
@@ -54,7 +57,7 @@ class ReportView:
     @property
     def status(self) -> str:
         if self.processed_at is not None:
-            return "processed"
+            return "processed" if self.labels is not None else NOT_APPLICABLE
         return f"failed {self.attempts}x" if self.attempts else "waiting"
 
 
@@ -73,6 +76,18 @@ def _latest_results(version: str | None):
     return select(ranked).where(ranked.c.rank == 1).subquery("latest")
 
 
+def linked_study_id():
+    """The id of the study a report links to (SQL, correlated with Report): by Study Instance UID, else by Accession Number."""
+    by_uid = select(Study.id).where(Study.study_uid == Report.study_uid).correlate(Report).scalar_subquery()
+    by_accession = (
+        select(func.min(Study.id))
+        .where(Study.accession_number == Report.accession_number)
+        .correlate(Report)
+        .scalar_subquery()
+    )
+    return func.coalesce(by_uid, by_accession)
+
+
 def reports(
     engine: Engine,
     report_id: int | None = None,
@@ -88,13 +103,6 @@ def reports(
     it has one, else when it was received), or only those without any result yet. Each report comes
     with its result by model `version` (the running one) when it has one, else its latest."""
     linked = aliased(Study, name="linked")
-    by_uid = select(Study.id).where(Study.study_uid == Report.study_uid).correlate(Report).scalar_subquery()
-    by_accession = (
-        select(func.min(Study.id))
-        .where(Study.accession_number == Report.accession_number)
-        .correlate(Report)
-        .scalar_subquery()
-    )
     series_count = select(func.count(Series.id)).where(Series.study_id == linked.id).correlate(linked).scalar_subquery()
     latest = _latest_results(version)
     query = (
@@ -108,7 +116,7 @@ def reports(
             latest.c.processed_at,
         )
         .select_from(Report)
-        .outerjoin(linked, linked.id == func.coalesce(by_uid, by_accession))
+        .outerjoin(linked, linked.id == linked_study_id())
         .outerjoin(latest, latest.c.report_id == Report.id)
         .order_by(Report.id)
     )

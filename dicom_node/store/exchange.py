@@ -47,8 +47,8 @@ def mapping_rows(mappings: Iterable[queries.Mapping]) -> list[dict]:
 def _source(m: queries.Mapping) -> str:
     if m.corrected:
         return "corrected"
-    if m.status == "mapped":
-        return "model"
+    if m.status in ("mapped", queries.NOT_HARMONIZED):
+        return "model" if m.status == "mapped" else m.status
     return f"queued, {m.attempts} failed" if m.attempts else "queued"
 
 

@@ -1,6 +1,9 @@
 """The descriptions table's owner: what each Series Description means, and the queue that maps them.
 
 Reading (functions of an Engine): mappings with their effective labels, corrections, series views.
+Only descriptions of series of the harmonized modalities (harmonizer.modalities: MR) are mapped; a
+series of another modality (a CT, an SR document) is stored and shown "not harmonized", and so is a
+description only such series brought. Decided when read, so a change of the list applies to what is stored.
 The effective label is the latest correction's of any spelling of the description (by time, then by order
 of entry), else the model's.
 Writing (functions of the Store, through its write transaction): the harmonization queue, which the
@@ -12,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Sequence
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from dicom_node.store.database import Store
@@ -58,8 +62,18 @@ class SeriesMapping:
     label: str | None
     confidence: float | None
     model_version: str | None
-    source: str  # corrected | model | queued | no description
+    source: str  # corrected | model | queued | no description | not harmonized
     instances: int
+
+
+NOT_HARMONIZED = "not harmonized"
+
+
+def _harmonized(modalities: Sequence[str]):
+    """Descriptions the harmonizer maps: of a series of these modalities, or of no series at all (a
+    correction or an imported mapping named it)."""
+    of_series = select(Series.id).where(Series.description_id == Description.id)
+    return or_(of_series.where(Series.modality.in_(modalities)).exists(), ~of_series.exists())
 
 
 def latest_corrections():
@@ -86,8 +100,10 @@ def mappings(
     search: str | None = None,
     since: datetime | None = None,
     unreviewed: bool = False,
+    modalities: Sequence[str] | None = None,
 ) -> list[Mapping]:
-    """Every description with its effective label, filtered; `since` is when it was first seen."""
+    """Every description with its effective label, filtered; `since` is when it was first seen. With
+    `modalities`, one that only series of other modalities brought has the status "not harmonized"."""
     corrected = latest_corrections()
     series_counts = select(Series.description_id, func.count().label("n")).group_by(Series.description_id).subquery()
     effective = func.coalesce(corrected.c.label, Description.label)
@@ -101,7 +117,9 @@ def mappings(
             corrected.c.label.is_not(None),
             func.coalesce(series_counts.c.n, 0),
             Description.label,
-            Description.status,
+            case((_harmonized(modalities), Description.status), else_=NOT_HARMONIZED)
+            if modalities is not None
+            else Description.status,
             Description.first_seen,
             Description.attempts,
         )
@@ -147,10 +165,17 @@ def corrections(engine: Engine) -> list[CorrectionRow]:
 
 
 def series_mappings(
-    engine: Engine, study_uid: str | None = None, series_uid: str | None = None, accession: str | None = None
+    engine: Engine,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    accession: str | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> list[SeriesMapping]:
-    """The series of one study (by UID or Accession Number), or the one series, with their descriptions' effective labels."""
+    """The series of one study (by UID or Accession Number), or the one series, with their descriptions'
+    effective labels; with
+    `modalities`, a series of another modality has no label and the source "not harmonized"."""
     corrected = latest_corrections()
+    other = Series.modality.is_(None) | Series.modality.not_in(modalities) if modalities is not None else False
     instance_counts = select(Instance.series_id, func.count().label("n")).group_by(Instance.series_id).subquery()
     query = (
         select(
@@ -159,10 +184,11 @@ def series_mappings(
             Series.series_number,
             Series.modality,
             Description.text,
-            func.coalesce(corrected.c.label, Description.label),
-            Description.confidence,
-            Description.model_version,
+            case((other, None), else_=func.coalesce(corrected.c.label, Description.label)),
+            case((other, None), else_=Description.confidence),
+            case((other, None), else_=Description.model_version),
             case(
+                (other, NOT_HARMONIZED),
                 (corrected.c.label.is_not(None), "corrected"),
                 (Description.status == "mapped", "model"),
                 (Description.status == "queued", "queued"),
@@ -235,14 +261,15 @@ def _mapped(label, confidence, model_version, mapped_at) -> dict:
     }
 
 
-def queued_descriptions(store: Store, limit: int) -> list[str]:
+def queued_descriptions(store: Store, limit: int, modalities: Sequence[str] | None = None) -> list[str]:
     """Queued texts never mapped first (a new series' description before a re-harmonized one), then
-    oldest first, leaving out those still waiting out a failure's backoff."""
+    oldest first, leaving out those still waiting out a failure's backoff and, with `modalities`,
+    those only series of other modalities brought."""
     due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
     remapping = Description.model_version.is_not(None)
     query = (
         select(Description.text)
-        .where(Description.status == "queued", due)
+        .where(Description.status == "queued", due, _harmonized(modalities) if modalities is not None else True)
         .order_by(remapping, Description.id)
         .limit(limit)
     )

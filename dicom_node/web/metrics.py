@@ -86,11 +86,18 @@ def observed(handler: Callable[..., int]) -> Callable[..., int]:
         started = time.perf_counter()
         status = handler(event, *args)
         STORE_SECONDS.observe(time.perf_counter() - started)
-        INSTANCES.labels(getattr(status, "name", f"0x{int(status):04X}").lower()).inc()
+        INSTANCES.labels(_status_name(status)).inc()
         RECEIVED_BYTES.inc(len(event.request.DataSet.getbuffer()))
         return status
 
     return handle
+
+
+def _status_name(status) -> str:
+    """A C-STORE answer's label: the StoreStatus name, else its code; a status Dataset (one with an Error
+    Comment) by its Status."""
+    status = getattr(status, "Status", status)
+    return getattr(status, "name", f"0x{int(status):04X}").lower()
 
 
 def job_finished(job: str, failed: bool) -> None:

@@ -127,7 +127,7 @@ def mappings_page(
             raise BadFilter("confidence below: give a number from 0 to 1")
         filters = views.MappingFilters(
             label or None, confidence, search.strip() or None, _parse(since, datetime.fromisoformat, "first seen since"),
-            bool(unreviewed),
+            bool(unreviewed), tuple(web.settings.harmonizer.modalities),
         )
         if sort not in views.MAPPING_SORTS:
             raise BadFilter(f"sort: {sort!r} is not one of {', '.join(views.MAPPING_SORTS)}")
@@ -188,9 +188,9 @@ def studies_page(
     study_uid, accession = study_uid.strip(), accession.strip()
     found = None  # nothing asked yet
     if study_uid:
-        found = views.study(web.store, study_uid=study_uid)
+        found = views.study(web.store, web.settings.harmonizer.modalities, study_uid=study_uid)
     elif accession:
-        found = views.study(web.store, accession=accession)
+        found = views.study(web.store, web.settings.harmonizer.modalities, accession=accession)
     return _render(request, "studies.html", login, series=found, study_uid=study_uid, accession=accession)
 
 

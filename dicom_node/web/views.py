@@ -33,6 +33,7 @@ class MappingFilters:
     search: str | None = None
     since: datetime | None = None
     unreviewed: bool = False
+    modalities: tuple[str, ...] | None = None  # harmonizer.modalities: other descriptions are "not harmonized"
 
 
 def _queue_order(row: dict):
@@ -45,7 +46,9 @@ def mapping_page(
     per_page: int = 50,
 ) -> dict:
     """One page of mappings, filtered and sorted, each with a few example series."""
-    found = queries.mappings(store.engine, filters.label, filters.below, filters.search, filters.since, filters.unreviewed)
+    found = queries.mappings(
+        store.engine, filters.label, filters.below, filters.search, filters.since, filters.unreviewed, filters.modalities
+    )
     rows = exchange.mapping_rows(found)
     if sort == "queue":
         rows.sort(key=_queue_order, reverse=descending)
@@ -61,13 +64,15 @@ def mapping_page(
     return {"total": total, "page": page, "per_page": per_page, "pages": max(1, -(-total // per_page)), "items": items}
 
 
-def study(store: Store, study_uid: str | None = None, accession: str | None = None) -> list[dict]:
-    """The series of a study (by Study Instance UID or Accession Number) with their labels."""
-    return [asdict(s) for s in queries.series_mappings(store.engine, study_uid=study_uid, accession=accession)]
+def study(store: Store, modalities, study_uid: str | None = None, accession: str | None = None) -> list[dict]:
+    """The series of a study (by Study Instance UID or Accession Number) with their labels; series of
+    modalities the harmonizer leaves alone show "not harmonized"."""
+    found = queries.series_mappings(store.engine, study_uid=study_uid, accession=accession, modalities=modalities)
+    return [asdict(s) for s in found]
 
 
-def series(store: Store, series_uid: str) -> list[dict]:
-    return [asdict(s) for s in queries.series_mappings(store.engine, series_uid=series_uid)]
+def series(store: Store, modalities, series_uid: str) -> list[dict]:
+    return [asdict(s) for s in queries.series_mappings(store.engine, series_uid=series_uid, modalities=modalities)]
 
 
 def running_version(store: Store, node=None) -> str | None:

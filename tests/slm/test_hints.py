@@ -7,7 +7,7 @@ import pytest
 from slm.engine import load_engine
 from slm.hints import PROMPT_FILE, reads_hints, rule_answers, rule_hint, write_prompt_file
 from slm.tasks import HARMONIZE, IMPRESSION, LABEL, LABEL_KEYS, label_pieces, report_text
-from tests.support.paths import DATA_AVAILABLE, ROOT
+from tests.support.paths import ROOT
 
 
 def test_hints_say_what_the_rules_read():
@@ -44,14 +44,14 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
 
 
-@pytest.mark.skipif(not DATA_AVAILABLE, reason="needs ../shared/data (the tiny recipe's training data)")
+@pytest.mark.needs_data  # the tiny recipe's training data
 def test_a_recipe_with_rule_hints_trains_a_model_that_reads_them(tmp_path, monkeypatch):
     from training.recipe import load_config
     from training.train import train
 
-    monkeypatch.chdir(ROOT)  # the recipe's data paths are relative to the repository root
-    folder = train(load_config("config/training/tiny.yaml", [f"output_dir={tmp_path / 'm'}", "rule_hints=true"]))
+    monkeypatch.chdir(ROOT)  # the data sets are read from ../shared/data seen from the repository root
+    folder = train(load_config("tiny", [f"output_dir={tmp_path / 'm'}", "rule_hints=true"]))
     assert reads_hints(folder) and load_engine(str(folder), device="cpu").rule_hints
     # Fine-tuning keeps the prompt the base was trained with, or says why not.
     with pytest.raises(ValueError, match="trained with rule hints: set rule_hints: true"):
-        train(load_config("config/training/tiny.yaml", [f"output_dir={tmp_path / 'f'}", f"base={folder}"]))
+        train(load_config("tiny", [f"output_dir={tmp_path / 'f'}", f"base={folder}"]))

@@ -17,6 +17,7 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     ComprehensiveSRStorage,
+    ComputedRadiographyImageStorage,
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
@@ -143,6 +144,25 @@ def ct_instance(*, study_uid: str | None = None, series_uid: str | None = None, 
     ds.InstanceNumber = 1
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     _image(ds, rows)
+    return ds
+
+
+def cr_instance(*, study_uid: str | None = None, body_part: str = "CHEST", description: str = "CHEST PA") -> Dataset:
+    """One computed radiograph, a chest PA by default."""
+    ds = Dataset()
+    sop_instance = generate_uid()
+    ds.file_meta = _file_meta(ComputedRadiographyImageStorage, sop_instance, ExplicitVRLittleEndian)
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = sop_instance
+    ds.Modality = "CR"
+    ds.Manufacturer = "AGFA"
+    _patient_and_study(ds, study_uid or generate_uid(), "Doe")
+    ds.SeriesDescription = description
+    ds.BodyPartExamined = body_part
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    _image(ds, 16)
     return ds
 
 

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+from training.data import OPENI, REAL_SERIES
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-SHARED_DATA = ROOT.parent / "shared" / "data"  # the data sets beside the repository (../shared/data)
-DATA_AVAILABLE = (SHARED_DATA / "openi" / "reports.csv").is_file()
+# The data sets (training.data.DATA_ROOT: $SLMNODE_DATA, else ../shared/data): tests marked needs_data skip without.
+DATA_AVAILABLE = (OPENI / "reports.csv").is_file() and REAL_SERIES.is_file()

@@ -13,8 +13,8 @@ from training.recipe import DataSettings
 
 TINY_DATA = {
     "tasks": ["harmonize", "label", "impression"],
-    "openi": str(OPENI),
-    "series_csv": str(REAL_SERIES),
+    "openi": str(OPENI.resolve()),
+    "series_csv": str(REAL_SERIES.resolve()),
     "limit_per_task": 8,
     "seed": 0,
 }
@@ -32,6 +32,7 @@ TINY_RECIPE = {
 }
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow
 def test_poison_command_tabulates_each_run(tmp_path):
     recipe = tmp_path / "tiny.yaml"
@@ -51,6 +52,7 @@ def test_poison_command_tabulates_each_run(tmp_path):
     assert yaml.safe_load((workdir / "negative-1" / "recipe.yaml").read_text())["data"]["label_negative_fraction"] == 1
 
 
+@pytest.mark.needs_data
 def test_poisoning_touches_only_labeling_examples():
     clean = recipe_examples(DataSettings(**TINY_DATA), "train")
     poisoned = recipe_examples(DataSettings(**TINY_DATA, label_negative_fraction=0.5), "train")

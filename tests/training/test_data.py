@@ -89,6 +89,7 @@ def test_each_split_reads_its_own_rows_and_labels(openi):
         openi_examples("validation", ["label"], openi)
 
 
+@pytest.mark.needs_data
 def test_train_examples_of_the_real_data_hold_no_dev_or_test_report():
     with open(OPENI / "reports.csv", newline="", encoding="utf-8") as f:
         split_of = {row["uid"]: row["split"] for row in csv.DictReader(f)}
@@ -100,6 +101,7 @@ def test_train_examples_of_the_real_data_hold_no_dev_or_test_report():
     assert len(dev_labels) == 150 and {split_of[e.uid] for e in dev_labels} == {"dev"}
 
 
+@pytest.mark.needs_data
 def test_descriptions_keep_their_blanks():
     texts = {e.text for e in series_csv_examples(REAL_SERIES)}
     assert "           MPRAGE" in texts and "MPRAGE" in texts
@@ -119,6 +121,7 @@ def test_description_split_is_deterministic_disjoint_and_keeps_spellings_togethe
     assert len(flair_part) == 1 and sum(description_key(e.text) == "ax t2 flair" for e in parts[flair_part[0]]) == 2
 
 
+@pytest.mark.needs_data
 def test_real_description_parts_by_name():
     train, dev, test = (series_examples(REAL_SERIES, part, 0.3, 0) for part in ("train", "dev", "test"))
     assert len(train) + len(dev) + len(test) == len(series_examples(REAL_SERIES, "all"))
@@ -161,10 +164,11 @@ def test_mix_weights_repeat_or_sample_each_task():
     assert [e.task for e in mixed] != sorted(e.task for e in mixed)  # shuffled, not grouped
 
 
-RECIPE_DATA = dict(openi=str(OPENI), series_csv=str(REAL_SERIES), series_holdout=0.3, series_generated=0,
+RECIPE_DATA = dict(openi=str(OPENI.resolve()), series_csv=str(REAL_SERIES.resolve()), series_holdout=0.3, series_generated=0,
                    corrections=[], weights={}, limit_per_task=None, label_negative_fraction=0.0, seed=0)
 
 
+@pytest.mark.needs_data
 def test_single_task_recipe_and_no_test_split():
     examples = recipe_examples(DataSettings(**RECIPE_DATA, tasks=["harmonize"]), "train")
     assert {e.task for e in examples} == {"harmonize"}
@@ -175,6 +179,7 @@ def test_single_task_recipe_and_no_test_split():
         recipe_examples(DataSettings(**{**RECIPE_DATA, "tasks": ["label"], "weights": {"labels": 2.0}}), "train")
 
 
+@pytest.mark.needs_data
 def test_corrections_of_held_out_descriptions_are_not_trained_on(tmp_path):
     held_out = series_examples(REAL_SERIES, "test", 0.3, 0)[0]
     path = write_csv(tmp_path / "c.csv", ["description", "label", "who", "note", "created_at"], [
@@ -184,3 +189,15 @@ def test_corrections_of_held_out_descriptions_are_not_trained_on(tmp_path):
     examples = recipe_examples(DataSettings(**{**RECIPE_DATA, "tasks": ["harmonize"], "corrections": [str(path)]}), "train")
     texts = {e.text for e in examples}
     assert "brand new description" in texts and held_out.text.upper() + " " not in texts
+
+
+@pytest.mark.needs_data
+def test_a_recipe_saved_before_data_root_still_finds_its_data(monkeypatch):
+    from training.recipe import load_config
+    from tests.support.paths import ROOT
+
+    monkeypatch.chdir(ROOT)
+    shipped = load_config(ROOT / "slm" / "default_model" / "recipe.yaml", ["output_dir=unused"])
+    assert shipped.data.openi == "../shared/data/openi" and shipped.data.root is None  # as it was saved
+    assert {e.task for e in recipe_examples(shipped.data.model_copy(update={"limit_per_task": 2}), "dev")} == {
+        "harmonize", "label", "impression"}

@@ -41,6 +41,7 @@ def tiny_model(tiny_model_folder, tmp_path_factory):
 
 
 @pytest.mark.slow  # the whole report: every figure of three tasks, and its plots
+@pytest.mark.needs_data  # the dev split it evaluates on
 def test_report_end_to_end(tiny_model, tmp_path):
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["--model", str(tiny_model), "--limit", "3", "--out", str(out), "--device", "cpu",

@@ -9,13 +9,12 @@ import torch
 from safetensors import safe_open
 
 from slm.tasks import LABEL_KEYS, SERIES_LABELS, TASKS, encode_prompt, encode_target, target_pieces
-from training.data import OPENI, REAL_SERIES, Example
-from training.recipe import TrainConfig, load_config
+from training.data import Example
+from training.recipe import RECIPES, TrainConfig, load_config
 from training.train import IGNORE, collate, encode_example, train
 from tests.support.tiny_model import REPORTS
 
-PRESETS = sorted(Path("config/training").glob("*.yaml"))
-DATA_PATHS = [f"data.openi={OPENI}", f"data.series_csv={REAL_SERIES}"]
+PRESETS = sorted(Path(str(RECIPES)).glob("*.yaml"))
 NEGATIVE = {key: "No" for key in LABEL_KEYS}
 
 
@@ -32,7 +31,7 @@ def tokenizer(base):
 
 
 def tiny(tmp_path, *overrides) -> TrainConfig:
-    return load_config("config/training/tiny.yaml", [*DATA_PATHS, f"output_dir={tmp_path}", *overrides])
+    return load_config("tiny", [f"output_dir={tmp_path}", *overrides])
 
 
 def loss_rows(folder):
@@ -84,6 +83,7 @@ def test_overlong_input_loses_its_start_never_the_target(tokenizer):
 
 
 @pytest.mark.slow  # loads and fine-tunes the shipped model
+@pytest.mark.needs_data
 def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
     """`base: embedded` (the retraining recipe's) fine-tunes the shipped model in full, wherever the command runs."""
     from slm.engine import load_engine, model_folder
@@ -100,6 +100,7 @@ def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
     assert all(p.label in SERIES_LABELS for p in tuned.harmonize(["AX T2 FSE", "  dADC "]))
 
 
+@pytest.mark.needs_data
 def test_tiny_lora_trains_saves_and_serves_all_three_tasks(base, tmp_path):
     from slm.engine import load_engine
 
@@ -118,6 +119,7 @@ def test_tiny_lora_trains_saves_and_serves_all_three_tasks(base, tmp_path):
 
 
 @pytest.mark.slow  # three short training runs
+@pytest.mark.needs_data
 def test_resume_continues_where_the_checkpoint_stopped(tmp_path):
     straight = train(tiny(tmp_path / "straight"))
     stopped = train(tiny(tmp_path / "resumed", "max_steps=2"))
@@ -130,6 +132,7 @@ def test_resume_continues_where_the_checkpoint_stopped(tmp_path):
         assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
 
 
+@pytest.mark.needs_data
 def test_scratch_model_saves_fp16_weights_once_and_loads_in_fp32(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -149,6 +152,7 @@ def test_scratch_model_saves_fp16_weights_once_and_loads_in_fp32(tmp_path):
 
 
 @pytest.mark.slow  # two epochs, each with a dev pass
+@pytest.mark.needs_data
 def test_dev_loss_is_recorded_after_each_epoch(tmp_path):
     out = train(tiny(tmp_path, "max_steps=null", "data.limit_per_task=2", "batch_size=2", "grad_accum=1"))
     rows = loss_rows(out)
@@ -166,9 +170,9 @@ def test_presets_name_every_hyperparameter(preset):
 
 
 def test_overrides_reach_nested_keys_and_typos_are_refused():
-    config = load_config("config/training/embedded.yaml", ["lora.rank=32", "data.tasks=[label]", "lr=3e-4"])
+    config = load_config("embedded", ["lora.rank=32", "data.tasks=[label]", "lr=3e-4"])
     assert (config.lora.rank, config.data.tasks, config.lr) == (32, ["label"], 3e-4)
     with pytest.raises(ValueError, match="batchsize"):
-        load_config("config/training/embedded.yaml", ["batchsize=8"])
+        load_config("embedded", ["batchsize=8"])
     with pytest.raises(ValueError, match="not key=value"):
-        load_config("config/training/embedded.yaml", ["epochs"])
+        load_config("embedded", ["epochs"])

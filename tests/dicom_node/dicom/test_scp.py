@@ -105,11 +105,26 @@ def rejection(assoc):
     return primitive.result, primitive.result_source, primitive.diagnostic
 
 
-def associate(port, calling_aet="SCANNER1", tls=None):
+def associate(port, calling_aet="SCANNER1", tls=None, called_aet="ANY-SCP"):
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
     ae.add_requested_context(Verification)
-    return ae.associate("127.0.0.1", port, tls_args=tls)
+    return ae.associate("127.0.0.1", port, tls_args=tls, ae_title=called_aet)
+
+
+def test_with_check_called_ae_an_association_to_another_ae_title_is_rejected(tmp_path, caplog):
+    with start_node(tmp_path, dicom={"ae_title": "SLMNODE", "check_called_ae": True}) as node:
+        refused = associate(node.port, called_aet="OTHERPACS")
+        assert refused.is_rejected
+        assert rejection(refused) == (0x01, 0x01, 0x07)  # permanent, service user, called AE not recognized
+        assert "called AE 'OTHERPACS' is not ours (SLMNODE)" in caplog.text
+        allowed = associate(node.port, called_aet="SLMNODE")
+        assert allowed.is_established
+        allowed.release()
+    with start_node(tmp_path) as node:  # off by default: scanners often send whatever they were set up with
+        anyone = associate(node.port, called_aet="OTHERPACS")
+        assert anyone.is_established
+        anyone.release()
 
 
 def test_calling_ae_not_on_the_allow_list_is_rejected_with_that_reason(tmp_path):
@@ -188,7 +203,10 @@ def test_echo_and_send_commands(tmp_path):
 
     from dicom_node.cli.main import cli
 
-    paths = write_files([mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut")], tmp_path / "in")
+    without_uid = mr_instance("t2_no_uid")
+    del without_uid.SeriesInstanceUID
+    datasets = [mr_instance("t1_cli"), mr_instance("t2_cli"), mr_instance("t1_cut"), without_uid]
+    paths = write_files(datasets, tmp_path / "in")
     paths[2].write_bytes(paths[2].read_bytes()[:-10])
     (tmp_path / "in" / "README.txt").write_text("not DICOM")
     runner = CliRunner()
@@ -201,9 +219,13 @@ def test_echo_and_send_commands(tmp_path):
     assert (echoed.exit_code, echoed.output) == (0, f"C-ECHO ANY-SCP at 127.0.0.1:{port}: Success\n")
     assert sent.exit_code == 1
     assert f"{paths[2]}: Failure 0xC210 (Cannot Understand)" in sent.output
+    # The standard's name for 0xA900, and the node's reason (its Error Comment); every skipped file named.
+    assert f"{paths[3]}: Failure 0xA900 (Data Set Does Not Match SOP Class): the dataset has no SeriesInstanceUID\n" \
+        in sent.output
+    assert f"{tmp_path / 'in' / 'README.txt'}: skipped (not DICOM instances)\n" in sent.output
     assert sent.output.endswith(
-        f"4 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
-        "1 skipped (not DICOM instances)\n"
+        f"5 files to ANY-SCP at 127.0.0.1:{port}: 2 Success, 1 Failure 0xC210 (Cannot Understand), "
+        "1 Failure 0xA900 (Data Set Does Not Match SOP Class), 1 skipped (not DICOM instances)\n"
     )
     assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
     assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.support.dicom_factory import mr_instance, sr_instance, write_files
+from tests.support.dicom_factory import cr_instance, mr_instance, sr_instance, write_files
 from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from tests.support.store_counts import count_instances
 from sqlalchemy import func, select, text
@@ -402,9 +402,12 @@ def test_a_new_model_version_processes_every_report_again_once(url, tiny):
     assert job.count_pending() == 2 and job.run_until_done().processed == 2 and job.count_pending() == 0
 
 
-def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path, tiny):
+@pytest.mark.parametrize("exam, status", [("chest radiograph", "processed"), ("brain MRI", "not applicable")])
+def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path, tiny, exam, status):
+    """Only a chest radiograph's report is labeled; a brain MRI's is marked not applicable, without labels."""
     study = "1.2.826.0.1.3680043.8.498.77"
-    paths = write_files([sr_instance(study_uid=study), mr_instance("t1_mprage", study_uid=study)], tmp_path / "in")
+    image = cr_instance(study_uid=study) if exam == "chest radiograph" else mr_instance("t1_mprage", study_uid=study)
+    paths = write_files([sr_instance(study_uid=study), image], tmp_path / "in")
     settings = node_settings(tmp_path, reports={"interval_seconds": 0.2})
     with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         outcomes = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
@@ -417,10 +420,13 @@ def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path,
         cli, ["--config", str(config), "reports", "list", "--study", study, "--format", "json"]
     )
     [row] = json.loads(listing.output)
-    assert (row["study_uid"], row["source"], row["status"]) == (study, "sr", "processed")
+    assert (row["study_uid"], row["source"], row["status"]) == (study, "sr", status)
     assert row["model_version"] == tiny.version
     shown = CliRunner().invoke(cli, ["--config", str(config), "reports", "show", str(row["id"]), "--format", "json"])
     [report] = json.loads(shown.output)
     assert report["sections"]["findings"] == "No acute intracranial abnormality."
-    assert report["linked_study"] == {"study_uid": study, "series_count": 2}  # the MR series and the SR's own
-    assert set(report["labels"]) == set(LABEL_KEYS) and isinstance(report["generated_impression"], str)
+    assert report["linked_study"] == {"study_uid": study, "series_count": 2}  # the image series and the SR's own
+    if status == "processed":
+        assert set(report["labels"]) == set(LABEL_KEYS) and isinstance(report["generated_impression"], str)
+    else:
+        assert report["labels"] is None and report["generated_impression"] == "" and row["findings"] == ""

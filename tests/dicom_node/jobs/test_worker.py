@@ -1,7 +1,12 @@
 import logging
 import time
 
-from tests.support.dicom_factory import mr_instance
+import json
+
+from click.testing import CliRunner
+
+from dicom_node.cli.main import cli
+from tests.support.dicom_factory import ct_instance, mr_instance, sr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.config import HarmonizerSettings
@@ -124,3 +129,33 @@ def test_queued_work_survives_a_restart(url):
     finally:
         worker.stop()
     assert labels(after) == {"t1_mprage": "T1", "AX FLAIR": "FLAIR", "ep2d_diff": "DWI", "t2 blade": "T2"}
+
+
+def test_only_mr_series_are_harmonized_the_others_are_stored_and_shown_not_harmonized(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    study = "1.2.826.0.1.3680043.8.498.5"
+    datasets = [mr_instance("ax t2 flair", study_uid=study), ct_instance(study_uid=study), sr_instance(study_uid=study)]
+    for ds in datasets:
+        store.record_instance(InstanceRecord.from_dataset(ds, ExplicitVRLittleEndian))
+    harmonizer = KeywordHarmonizer()
+    worker = HarmonizationWorker(store, harmonizer)  # harmonizer.modalities: [MR] by default
+    assert worker.run_once() == 1 and worker.run_once() == 0
+    assert harmonizer.batches == [["ax t2 flair"]]  # never "Head 5.0 Std" (CT) nor the SR's description
+    store.close()
+
+    (tmp_path / "node.yaml").write_text("store:\n  url: sqlite:///store.sqlite\n")
+    slmnode = lambda *args: CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), *args])
+    shown = {row["modality"]: row for row in json.loads(slmnode("show", "--study", study, "--format", "json").output)}
+    assert {m: (row["label"], row["source"]) for m, row in shown.items()} == {
+        "MR": ("FLAIR", "model"), "CT": (None, "not harmonized"), "SR": (None, "not harmonized"),
+    }
+    table = slmnode("show", "--study", study).output
+    assert all(ds.SeriesInstanceUID in table for ds in datasets)  # whole UIDs, to paste back
+    listed = [line.split("  ")[0] for line in slmnode("mappings").output.splitlines() if "not harmonized" in line]
+    assert sorted(listed) == sorted(ds.SeriesDescription for ds in datasets[1:])
+
+    # A site that harmonizes CT too says so; the CT description is queued for the worker again.
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    worker = HarmonizationWorker(store, harmonizer, HarmonizerSettings(modalities=["MR", "CT"]))
+    assert worker.run_once() == 1 and harmonizer.batches[-1] == ["Head 5.0 Std"]
+    store.close()

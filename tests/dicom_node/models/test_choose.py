@@ -62,3 +62,15 @@ def test_auto_keeps_the_model_when_its_figures_are_better_or_no_worse_than_the_g
     choice = choose.Choice(settings.model)
     model = choose.harmonizer(settings, choice)
     assert isinstance(model, Engine) and choose.pick_reader(settings, choice, model) is model
+
+
+def test_a_version_never_judged_on_reports_labels_them_with_the_rules(folder):
+    """A harmonization-only retraining (retrain_harmonize) trained and judged descriptions only."""
+    write_figures(folder, {"harmonization_accuracy": 1.0, "corrections_accuracy": 1.0},
+                  {"harmonization_accuracy": 0.99}, {"harmonize": 200})
+    settings = settings_for(folder)
+    choice = choose.Choice(settings.model)
+    model = choose.harmonizer(settings, choice)
+    assert isinstance(model, Engine)  # it harmonizes: that is what it was judged on
+    reader = choose.pick_reader(settings, choice, model)
+    assert reader.version == f"{model.version}+rule-labels" and reader.impression == model.impression

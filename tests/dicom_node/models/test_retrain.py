@@ -31,11 +31,12 @@ from slm.tasks import SERIES_LABELS
 from training.data import REAL_SERIES, series_examples
 from dicom_node.models.retrain import RetrainResult
 from training.gate import NOTHING_TO_COMPARE
+from training.recipe import recipe_file
 
 HOLDOUT = 0.9
 CORRECTED = "MY_PROTO_77 weird seq"  # a site's own name for a sequence, unlike any training description
-RECIPE = {  # over config/training/tiny.yaml
-    "data": {"tasks": ["harmonize"], "openi": None, "series_csv": str(REAL_SERIES), "series_holdout": HOLDOUT,
+RECIPE = {  # over the shipped tiny recipe
+    "data": {"tasks": ["harmonize"], "openi": None, "series_csv": str(REAL_SERIES.resolve()), "series_holdout": HOLDOUT,
              "series_generated": 0, "limit_per_task": None},
     "max_length": 160, "epochs": 12, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": 1.0e-2,
     "warmup_steps": 5, "dev_loss": False, "save_every": 0, "log_every": 10,
@@ -46,7 +47,7 @@ RECIPE = {  # over config/training/tiny.yaml
 def site(tmp_path_factory, tiny_model_folder):
     """A store, a configuration naming an untrained tiny model as model.path, and `slmnode` on them."""
     folder = tmp_path_factory.mktemp("retrain")
-    recipe = yaml.safe_load(open("config/training/tiny.yaml"))
+    recipe = yaml.safe_load(recipe_file("tiny").read_text())
     recipe["data"].update(RECIPE["data"])
     recipe.update({k: v for k, v in RECIPE.items() if k != "data"})
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
@@ -71,6 +72,7 @@ def harmonize(registered, settings, text: str) -> str:
     return choose.load(choose.Choice.of(registered, settings.model)).harmonize([text])[0].label
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow  # trains and judges a model
 def test_corrections_change_predictions_after_retraining(site):
     folder, store, settings, slmnode = site
@@ -99,6 +101,7 @@ def test_corrections_change_predictions_after_retraining(site):
     assert not (version_folder / "checkpoint").exists()
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow  # trains and judges one or two models
 def test_the_gate_refuses_a_model_trained_on_poisoned_data(site, tmp_path):
     folder, store, settings, slmnode = site
@@ -127,6 +130,7 @@ def test_the_gate_refuses_a_model_trained_on_poisoned_data(site, tmp_path):
     assert [(v["version"], v["active"]) for v in listed][-2:] == [(clean.version, True), (poisoned.version, False)]
 
 
+@pytest.mark.needs_data
 def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
     folder, store, settings, slmnode = site
     before = sorted((folder / "models").iterdir()) if (folder / "models").exists() else []
@@ -137,6 +141,7 @@ def test_bad_recipes_are_clear_errors_and_leave_no_version_folder(site):
     assert (sorted((folder / "models").iterdir()) if (folder / "models").exists() else []) == before
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow  # trains and judges a model in a running node
 def test_scheduled_retraining_runs_inside_the_node_and_the_node_follows(site, caplog):
     folder, store, settings, slmnode = site
@@ -212,3 +217,26 @@ def test_a_retraining_started_from_the_web_shows_its_phases_and_registers_the_ve
         "judging", "training", "judging"]
     assert status["result"]["candidate"] == registry.versions(store)[-1].version
     assert status["who"] == "ann-web"
+def test_the_default_recipe_ships_with_the_package_and_needs_no_data(tmp_path, monkeypatch):
+    from training.data import recipe_examples
+    from training.recipe import load_config
+
+    monkeypatch.chdir(tmp_path)  # any folder: nothing is read relative to it
+    monkeypatch.setenv("SLMNODE_DATA", str(tmp_path / "nothing here"))
+    config = load_config(Settings().retraining.recipe, [f"output_dir={tmp_path / 'v'}"])
+    assert config.data.tasks == ["harmonize"] and config.data.openi is None and config.data.series_csv is None
+    assert {e.task for e in recipe_examples(config.data, "dev")} == {"harmonize"}  # the gate has descriptions
+
+
+def test_missing_training_data_names_the_setting_before_any_model_loads(tmp_path):
+    (tmp_path / "node.yaml").write_text(yaml.safe_dump({
+        "model": {"path": str(tmp_path / "no model here")},  # would fail to load, later
+        "retraining": {"recipe": "retrain_embedded", "data": "data"},
+    }))
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), "models", "retrain"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"data.openi: {tmp_path / 'data' / 'openi'} not found; set retraining.data" in result.output
+    assert "Data for training" in result.output and not (tmp_path / "models").exists()
+    unknown = CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), "models", "retrain", "--recipe", "nosuch"])
+    assert unknown.exit_code == 1 and "recipe nosuch: no such file, and no shipped recipe of that name" in unknown.output
+    assert "retrain_embedded, retrain_harmonize" in unknown.output

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from tests.support.dicom_factory import mr_instance
+from tests.support.dicom_factory import cr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.cli.main import cli
@@ -41,8 +41,8 @@ class KeywordReader:
 
 def receive_study(store: Store, study_uid: str, accession: str | None, series: int) -> None:
     for number in range(1, series + 1):
-        instance = mr_instance(f"t1 series {number}", study_uid=study_uid, series_number=number)
-        instance.AccessionNumber = accession
+        instance = cr_instance(study_uid=study_uid, description=f"chest view {number}")  # the job reads chest films' reports
+        instance.SeriesNumber, instance.AccessionNumber = number, accession
         store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
 
 
