@@ -239,10 +239,13 @@ def example_series(engine: Engine, texts: list[str], per_description: int = 3) -
     return found
 
 
-def queue_depth(engine: Engine) -> int:
-    """Descriptions waiting for the harmonizer."""
+def queue_depth(engine: Engine, modalities: Sequence[str] | None = None) -> int:
+    """Descriptions waiting for the harmonizer (with `modalities`, those it will map: see queued_descriptions)."""
+    query = select(func.count()).select_from(Description).where(Description.status == "queued")
+    if modalities is not None:
+        query = query.where(_harmonized(modalities))
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(Description).where(Description.status == "queued"))
+        return conn.scalar(query)
 
 
 # ---- the harmonization queue: what the worker maps next, and what it made of it ---------------

@@ -44,7 +44,7 @@ def make_app(settings: Settings, store: Store, node=None) -> FastAPI:
     web = WebContext(settings, store, node)
     app.state.web = web
     app.state.limiter = LoginLimiter(settings.web.max_failed_logins, settings.web.lockout_seconds)
-    registry = metrics.registry_for(lambda: views.queue_status(store, node))
+    registry = metrics.registry_for(lambda: views.queue_status(store, settings, node))
 
     @app.exception_handler(StarletteHTTPException)
     async def _error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -23,20 +23,20 @@ class RetrainRun:
         self.settings = settings
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._state: dict = {"state": "idle", "phase": None, "who": None, "started_at": None, "finished_at": None,
-                             "result": None, "error": None}
+        self._state: dict = {"state": "idle", "phase": None, "phases": [], "who": None, "started_at": None,
+                             "finished_at": None, "result": None, "error": None}
 
     def status(self) -> dict:
         with self._lock:
-            return dict(self._state)
+            return dict(self._state)  # phases is replaced, never appended to in place, so the copy holds
 
     def start(self, who: str) -> bool:
         """Start a retraining as `who`; False when one is already running."""
         with self._lock:
             if self._state["state"] == "running":
                 return False
-            self._state = {"state": "running", "phase": "starting", "who": who, "started_at": iso(utcnow()),
-                           "finished_at": None, "result": None, "error": None}
+            self._state = {"state": "running", "phase": "starting", "phases": ["starting"], "who": who,
+                           "started_at": iso(utcnow()), "finished_at": None, "result": None, "error": None}
             self._thread = threading.Thread(target=self._run, args=(who,), name="web-retrain", daemon=True)
             self._thread.start()
             return True
@@ -44,6 +44,7 @@ class RetrainRun:
     def _phase(self, phase: str) -> None:
         with self._lock:
             self._state["phase"] = phase
+            self._state["phases"] = [*self._state["phases"], phase]  # every phase so far, however fast it went
 
     def _run(self, who: str) -> None:
         from dicom_node.models.retrain import result_dict, retrain

@@ -129,10 +129,10 @@ def model_versions(store: Store, settings: Settings) -> list[dict]:
     return rows
 
 
-def queue_status(store: Store, node=None) -> dict:
+def queue_status(store: Store, settings: Settings, node=None) -> dict:
     version = running_version(store, node)
     return {
-        "harmonization_queue": queries.queue_depth(store.engine),
+        "harmonization_queue": queries.queue_depth(store.engine, settings.harmonizer.modalities),
         "report_backlog": report_queries.backlog(store.engine, version),
         "model_version": version,
     }
@@ -172,6 +172,6 @@ def node_status(settings: Settings, store: Store, node=None) -> dict:
             "instances": _totals(metrics.INSTANCES, "status"),
             "received_bytes": _totals(metrics.RECEIVED_BYTES),
         },
-        "queues": queue_status(store, node),
+        "queues": queue_status(store, settings, node),
         "recent_associations": list(metrics.RECENT_ASSOCIATIONS),
     }
