@@ -123,7 +123,7 @@ RULES = (
         ),
         not_this=(
             rf"(?<!non)(?<!non-)calcifi(?:ed|c) {W % 4}(?:nodul|mass|lesion)",
-            rf"(?:nodul\w*|mass|lesion)s? {W % 5}(?<!non)(?<!non-)calcifi",
+            rf"(?:nodul\w*|mass|lesion)s? {W % 8}(?<!non)(?<!non-)calcifi",
             r"\b(?:mediastinal|hilar|paratracheal|breast|soft tissue|bon[ey]|osseous|lytic|sclerotic|skin|chest wall|"
             r"pericardial|pleural|thyroid|rib|cardiac|neck|expansile) (?:nodul\w*|mass\w*|lesions?)",
             rf"metasta\w* {W % 3}(?:bone|osseous|skelet\w*|spine)",

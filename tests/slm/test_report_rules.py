@@ -59,6 +59,7 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
     [
         ("Mild nonconsolidating right lower lobe airspace disease.", "Consolidation"),
         ("No noncalcified nodule.", "Lung Lesion"),
+        ("Scattered small nodules throughout the lungs most likely represent calcified granulomas.", "Lung Lesion"),
         ("The chest tube tip projects outside the thoracic cavity.", "Lung Lesion"),
         ("Curvilinear densities over the heart.", "Lung Opacity"),
         ("Blunting of the costophrenic sulcus, effusion versus scarring.", "Lung Opacity"),
