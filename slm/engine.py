@@ -259,6 +259,7 @@ class Engine:
         self.label_choices = [_Choice.of(tokenizer, pieces[i], pieces[i + 1]) for i in range(1, len(pieces), 2)]
         self.impression_prefix = encode_piece(tokenizer, IMPRESSION_PREFIX)
         self._stops: torch.Tensor | None = None
+        self._ends: frozenset[int] | None = None
 
     # Public tasks
 
@@ -401,8 +402,11 @@ class Engine:
         return list(zip(labels, yes))
 
     def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
+        """Greedy decoding that stops at a stop token, or before a sentence that repeats an earlier one
+        (a small model can loop on "Recommend follow-up." until the budget ends)."""
         batch, logprobs = self._start(IMPRESSION, rows)
         stops, banned = self._stop_tokens()
+        ends = self._sentence_ends()
         budget = max(1, min(self.impression_max_tokens, self.max_positions - max(map(len, rows))))
         generated: list[list[int]] = [[] for _ in rows]
         done = torch.zeros(len(rows), dtype=torch.bool)
@@ -414,11 +418,22 @@ class Engine:
             for i, token in enumerate(tokens.tolist()):
                 if not done[i]:
                     generated[i].append(token)
+                    keep = repeated_sentence(generated[i], ends) if token in ends else None
+                    if keep is not None:
+                        del generated[i][keep:]
+                        done[i] = True
             done |= torch.isin(tokens, stops)
             if bool(done.all()) or step + 1 == budget:
                 break
             logprobs = batch.extend([[token] for token in tokens.tolist()])
         return [ids[:-1] if ids[-1] in stops else ids for ids in generated]
+
+    def _sentence_ends(self) -> frozenset[int]:
+        """Tokens that end a sentence: their text ends with a full stop."""
+        if self._ends is None:
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            self._ends = frozenset(i for i, piece in enumerate(pieces) if piece.rstrip().endswith("."))
+        return self._ends
 
     def _stop_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens that end an impression (end of sequence, any newline) and tokens it never contains."""
@@ -431,6 +446,15 @@ class Engine:
             self._stops = torch.tensor(sorted(set(stops)))
             self._banned = torch.tensor(sorted(special | set(range(size, vocab))), dtype=torch.long)
         return self._stops, self._banned
+
+
+def repeated_sentence(ids: Sequence[int], ends: frozenset[int]) -> int | None:
+    """If the last sentence of `ids` (it ends with its last token, one of `ends`) was written before,
+    the length to keep (the ids before it); else None."""
+    starts = [0] + [k + 1 for k, token in enumerate(ids[:-1]) if token in ends]
+    last = tuple(ids[starts[-1]:])
+    earlier = {tuple(ids[a:b]) for a, b in zip(starts, starts[1:])}
+    return starts[-1] if last in earlier else None
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:

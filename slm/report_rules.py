@@ -21,6 +21,7 @@ NOT_NEGATIONS = (
     (r"\b(?:no|without) (?:significant |interval |substantial |appreciable |definite )?(?:change|increase|progression|worsening)", " stable "),
     (r"\bnot (?:significantly |substantially )?(?:changed|increased|improved)", " stable "),
     (r"\bnot (?:been )?(?:entirely |completely )?resolved", " persistent "),
+    (r"\b(?:not|without) (?:[\w-]+ ){0,2}calcifi\w*", " noncalcified "),
 )
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
@@ -70,12 +71,13 @@ class Finding:
         return False
 
 
-W = r"(?:[\w-]+ ){0,%d}"  # up to n words in between, e.g. "heart " + W % 3 + "enlarged"
+W = r"(?:[\w'/-]+ ){0,%d}"  # up to n words in between, e.g. "heart " + W % 3 + "enlarged"
+CLAUSE = r"(?:[\w'/-]+,? ){0,%d}"  # the same, across commas
 HEART = r"(?:heart|cardiac (?:silhouette|shadow|contour|size|diameter)|heart size|cardiac)"
 MEDIASTINUM = r"(?:mediastin\w*|cardiomediastinal (?:silhouette|contour|shadow|width)s?|cardio-mediastinal \w+)"
 MEDIASTINAL_PLACE = r"(?:paratracheal|mediastin\w*|subcarinal|aortopulmonary|ap window)"
 MEDIASTINAL_SIGN = (
-    r"(?:mass\w*|fullness|lymphadenopathy|adenopathy|densit\w*|opacit\w*|prominen\w*|thicken\w*|widen\w*|convexity|"
+    r"(?:mass\w*|fullness|lymphadenopathy|adenopathy|densit\w*|opacit\w*|prominen\w*|thicken\w*|widen\w*|convexity|lobulat\w*|"
     r"contour abnormality|enlarged lymph)"
 )
 DEVICE_LINE = r"(?:picc|central|venous|jugular|subclavian|arterial|swan|dialysis|hickman|groshong|catheter|port)"
@@ -116,18 +118,19 @@ RULES = (
             r"malignan\w*",
             r"\bcancer\b",
             r"metasta\w*",
-            r"cavitary",
+            r"cavit\w*",  # cavitary lesion, cavity, cavitation
             r"\blump\b",
         ),
         not_this=(
-            rf"calcifi\w* {W % 4}(?:nodul|mass|lesion)",
-            rf"(?:nodul\w*|mass|lesion)s? {W % 5}calcifi",
-            r"(?:mediastinal|hilar|paratracheal|breast|soft tissue|bon[ey]|osseous|lytic|sclerotic|skin|chest wall|"
+            rf"(?<!non)(?<!non-)calcifi(?:ed|c) {W % 4}(?:nodul|mass|lesion)",
+            rf"(?:nodul\w*|mass|lesion)s? {W % 8}(?<!non)(?<!non-)calcifi",
+            r"\b(?:mediastinal|hilar|paratracheal|breast|soft tissue|bon[ey]|osseous|lytic|sclerotic|skin|chest wall|"
             r"pericardial|pleural|thyroid|rib|cardiac|neck|expansile) (?:nodul\w*|mass\w*|lesions?)",
             rf"metasta\w* {W % 3}(?:bone|osseous|skelet\w*|spine)",
             r"reticular-nodular",
             r"nodular (?:prominence )?(?:of )?(?:the )?(?:\w+ )?hil",
             r"nipple",
+            r"(?:thoracic|chest|pleural|abdominal|peritoneal) cavity",
         ),
     ),
     Finding(
@@ -136,7 +139,7 @@ RULES = (
             r"opaci\w*",
             r"air ?-?space (?:disease|process)",
             r"infiltrat\w*",
-            r"(?:increased|increasing|patchy|hazy|streaky|linear|focal|airspace|parenchymal|alveolar|ill-defined|"
+            r"\b(?:increased|increasing|patchy|hazy|streaky|linear|focal|airspace|parenchymal|alveolar|ill-defined|"
             r"retrocardiac|basilar|bibasilar|interstitial|xxxx|vague|subtle|suprahilar|perihilar|rounded|round|mixed) "
             r"densit\w*",
             r"\bopaque\b",
@@ -157,7 +160,7 @@ RULES = (
         not_this=(
             r"pleural[- ](?:parenchymal |based )?(?:scar\w*|opaci\w*|densit\w*)",
             r"pleuro-?parenchymal scar\w*",
-            rf"(?:costophrenic|sulc\w*|recess|pleural\S*) {W % 6}scar\w*",
+            rf"(?:costophrenic|sulc\w*|recess|pleural\S*|blunt\w*) {CLAUSE % 12}scar\w*",
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
             rf"(?:opaci\w*|densit\w*) {W % 8}(?:hernia|fat|soft tissue|artifact|overlap\w*|nipple|skin fold)",
             rf"(?:opaci\w*|densit\w*) {W % 4}(?:mediastin\w*|paratracheal)",
@@ -175,15 +178,16 @@ RULES = (
             r"\bchf\b",
             r"cephaliz\w*",
             r"kerley",
-            rf"(?:vascular|vasculature) {W % 2}(?:indistinct\w*|prominen\w*|engorge\w*|redistribut\w*|congest\w*)",
-            rf"(?:indistinct\w*|prominen\w*|engorge\w*|increased|redistribut\w*) {W % 3}(?:vascular\w*|vessels)",
+            rf"(?:vascula\w*|vessels|pulmonary xxxx) {W % 4}(?:indistinct\w*|prominen\w*|engorge\w*|redistribut\w*|congest\w*)",
+            rf"(?:indistinct\w*|prominen\w*|engorge\w*|increased|redistribut\w*) {W % 4}(?:vascula\w*|vessels)",
+            r"(?:pulmonary )?venous hypertension",
         ),
         not_this=(r"normal (?:pulmonary )?vascular", r"soft tissue edema"),
     ),
-    Finding("Consolidation", (r"consolidat\w*",)),
+    Finding("Consolidation", (r"(?<!non)(?<!non-)consolidat\w*",)),
     Finding(
         "Pneumonia",
-        (r"pneumonias?\b", r"infecti\w*", r"bronchopneumonia"),
+        (r"pneumonias?\b", r"pneumonitis", r"infecti\w*", r"bronchopneumonia"),
         not_this=(rf"(?:granulomatous|prior|previous|old|remote|healed|histoplasm\w*) {W % 2}infecti\w*",),
     ),
     Finding(
@@ -191,7 +195,7 @@ RULES = (
         (r"atelecta\w*", r"collaps\w*"),
         not_this=(r"(?:vertebra\w*|body|bodies|spine|compression) collaps\w*", r"collaps\w* of (?:the )?\w* ?vertebra"),
     ),
-    Finding("Pneumothorax", (r"pneumothora\w*",)),
+    Finding("Pneumothorax", (r"pneumothora\w*", r"pleural (?:air|gas)\b", rf"air collection {W % 8}pleura")),
     Finding(
         "Pleural Effusion",
         (
@@ -200,6 +204,7 @@ RULES = (
             r"fluid (?:in|within|along) (?:the )?(?:\w+ ){0,2}(?:fissure|pleural)",
             r"fissural fluid",
             r"hydrothorax",
+            r"hydropneumothora\w*",
         ),
         not_this=(r"pericardial effusion", r"joint effusion"),
     ),
@@ -212,7 +217,7 @@ RULES = (
             r"calcified pleura\w*",
             r"pleural[- ](?:parenchymal|peripheral) (?:\w+ )?(?:scar\w*|irregular\w*|thicken\w*|opaci\w*)",
             r"pleuroparenchymal (?:scar\w*|irregular\w*)",
-            rf"(?:costophrenic|sulc\w*|recess|pleural sinus) {W % 4}(?:scar\w*|thicken\w*)",
+            rf"(?:costophrenic|sulc\w*|recess|pleural sinus|blunt\w*) {CLAUSE % 12}(?:scar\w*|thicken\w*)",
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
             rf"fissur\w* thicken\w*|thicken\w* {W % 3}fissure",
             r"pleural (?:reaction|abnormalit\w*|retraction)",
@@ -229,6 +234,7 @@ RULES = (
             r"(?:compression|wedge|wedging|xxxx) deformit\w*",
             r"wedg\w*",
             rf"(?:loss of|decreased|diminished) {W % 3}height",
+            rf"loss of xxxx {W % 4}vertebra\w*|xxxx loss {W % 4}(?:vertebra\w*|t\d+\b)",
             r"height loss",
             r"(?:remote|old|healed) xxxx",
             r"healing deformit\w*",
@@ -255,6 +261,11 @@ RULES = (
             r"balloon",
             r"(?:vertebro|kypho)plasty",
             r"(?:shoulder|joint|hip|humeral) (?:replacement|prosthesis)",
+            r"prosthetic (?:right |left )?(?:shoulder|joint|hip|knee|humer\w*)",
+            r"intramedullary",
+            r"\btips\b",
+            r"(?:ivc|vena cava) (?:filter|xxxx)",
+            r"stabilization (?:xxxx|hardware|rods?)",
             r"bypass graft\w*",
             r"internal fixation",
             r"gastrostomy",
@@ -288,7 +299,6 @@ RULES = (
             r"staples",
             r"cerclage",
             r"\bcoils?\b",
-            r"(?:ivc|vena cava) filter",
             r"arthroplast\w*",
             r"prosthes[ie]s",
             r"anchors?",
@@ -316,7 +326,7 @@ def _sentences(report: str) -> list[str]:
 class RuleLabeler:
     """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
 
-    version = "rule-labeler-1"
+    version = "rule-labeler-2"  # 2: phrasings from the train-report error analysis (issue 14)
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]

@@ -10,7 +10,8 @@ maps and calibration scans are Other.
 How a description is decided:
 1. It is normalized (`normalize`): Unicode compatibility forms folded (full-width "Ｔ１" is "t1"),
    case folded, accents dropped, "T2*" spelled "t2star" and "+C" spelled "postcontrast" before
-   every separator (underscore, hyphen, brackets...) becomes one space.
+   every separator (underscore, hyphen, brackets...) becomes one space. Where case says two words
+   were glued ("ep2ddiffusionADC", "BRAINSTRYKERt1AX"), the text cut there is read as well.
 2. Every rule that matches contributes a hit: its label, its family and its kind.
    - "decisive" rules name series that are not one of the six diagnostic contrasts whatever else
      the text says (a localizer, a reformat of a T1, a perfusion map...): any such hit means Other.
@@ -55,6 +56,12 @@ _LEFT = "(?:(?<![a-z])|" + "|".join(f"(?<=(?<![a-z]){p})" for p in _GLUED_PREFIX
 def word(core: str) -> str:
     """A pattern for `core` as a word of its own (glued prefixes allowed, no letter after it)."""
     return f"{_LEFT}(?:{core})(?![a-z])"
+
+
+def glued_after(core: str) -> str:
+    """A distinctive name glued behind a site or protocol word ("STROKESWI", "BRAINADC", "DWIADC"):
+    any letters before it, none after. Only for names no common word ends with."""
+    return f"(?<=[a-z])(?:{core})(?![a-z])"
 
 
 def contrast(name: str) -> str:
@@ -127,15 +134,15 @@ RULES = (
     Rule("ADC", "ADC", "strong",
          word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|diff\w* ?coef+\w*"
               r"|coef+\w* ?d[ei] ?dif+us\w*")
-         + r"|見かけの拡散係数",
+         + "|" + glued_after("adc") + r"|見かけの拡散係数",
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
     Rule("DWI", "DWI", "strong",
          word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
               r"|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
-         + r"|拡散",
+         + "|" + glued_after("dwi") + r"|拡散",
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE"),
     Rule("SWI", "SWI", "strong",
-         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + r"|磁化率",
+         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
          "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
     Rule("T2*", "Other", "strong",
          word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|fl2d)|t2 ?(?:etoile|stern|estrella)"
@@ -192,6 +199,13 @@ class Decision:
     reason: str  # which rules decided, for people reading a mapping
 
 
+# Where two words were glued, cut: a lower-case letter before a capital ("ep2ddiffusionADC", "NEUROdwi"),
+# a capital before a capitalized word ("HEADCalibration"), capitals before T1/T2 ("BRAINSTRYKERt1AX").
+# The rules read the description both as written and cut, so a camel-case name ("MoCo", "dMRI") keeps
+# its meaning.
+GLUE_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z]{2})|(?<=[A-Z]{3})(?=[Tt][12](?!\d))")
+
+
 def normalize(description: str) -> str:
     """Lower-case words separated by single spaces, padded with one space at each end."""
     text = unicodedata.normalize("NFKC", description).casefold()
@@ -212,7 +226,8 @@ def decide(description: str) -> Decision:
     text = normalize(description)
     if not text.strip():
         return Decision("Other", CONFIDENCE["empty"], "empty description")
-    hits = [rule for rule in RULES if rule.matches(text)]
+    readings = {text, normalize(GLUE_BOUNDARY.sub(" ", description))}
+    hits = [rule for rule in RULES if any(rule.matches(reading) for reading in readings)]
     decisive = [rule for rule in hits if rule.kind == "decisive"]
     named = [rule for rule in hits if rule.kind == "strong" and rule.label != "Other"]
     if decisive:
@@ -236,7 +251,7 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-1"
+    version = "rules-2"  # 2: glued words read (issue 14)
 
     def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from bench.study_decode import study_decode
 from slm import engine as engine_module
-from slm.engine import BUILD_EMBEDDED, Engine, ModelUnavailable, _Choice, load_engine
+from slm.engine import BUILD_EMBEDDED, Engine, ModelUnavailable, _Choice, load_engine, repeated_sentence
 from slm.tasks import (
     HARMONIZE,
     IMPRESSION,
@@ -21,6 +21,7 @@ from slm.tasks import (
     harmonize_pieces,
     label_pieces,
     no_finding,
+    report_text,
 )
 from tests.support.tiny_model import DESCRIPTIONS, REPORTS
 
@@ -190,3 +191,17 @@ def test_study_decoding_parses_or_counts_invalid_outputs(engine):
     outputs, tokens = study_decode(engine, "harmonize", DESCRIPTIONS[:3])
     assert len(outputs) == 3 and tokens > 0
     assert all(output is None or output in SERIES_LABELS for output in outputs)
+
+
+def test_a_repeated_sentence_is_cut_where_it_begins():
+    ends = frozenset({1})  # token 1 is a full stop
+    assert repeated_sentence([5, 7, 1, 6, 1, 5, 7, 1], ends) == 5  # "5 7." again: keep "5 7. 6."
+    assert repeated_sentence([5, 7, 1, 6, 1, 5, 1], ends) is None  # "5." is a new sentence
+    assert repeated_sentence([5, 7, 1], ends) is None
+
+
+def test_the_shipped_model_does_not_write_a_sentence_twice():
+    """On this report the shipped model loops on "XXXX." when decoding goes on past a repeated sentence."""
+    shipped = load_engine("embedded", device="cpu")
+    text = report_text({"indication": "cough", "findings": "Left basilar opacity."}, include_impression=False)
+    assert shipped.impression([text]) == ["XXXX."]

@@ -100,6 +100,20 @@ CASES = {
         ("SAGITTAL T 1", "T1"),
         ("eP2d_DiFf_TrAcE", "DWI"),
     ],
+    "glued words": [  # separators dropped, or a site word glued in front (issue 14)
+        ("ep2ddiffusionADC", "ADC"),
+        ("AX DWIADC", "ADC"),
+        ("BRAINSTRYKERt1AX", "T1"),
+        ("NEUROdwi", "DWI"),
+        ("STROKESWI", "SWI"),
+        ("BrainVenBOLD", "SWI"),
+        ("HEADT2FSEAx", "T2"),
+        ("HEADCalibration", "Other"),  # not "headc" + ADC
+        ("MSwip 3d_t2w_vista", "T2"),  # not a glued SWI
+        ("ep2d_diff_MoCo", "Other"),  # a camel-case name keeps its meaning
+        ("dMRI_dir98_AP", "DWI"),
+        ("Part1 T2", "T2"),  # "part1" is still not a T1
+    ],
     "other languages": [
         ("T1 tra nach KM", "T1"),
         ("Suszeptibilität tra", "SWI"),
@@ -157,9 +171,9 @@ def test_harmonizer_returns_one_prediction_per_description_in_order():
     harmonizer = RuleHarmonizer()
     texts = ["Ax DWI 1000b", "", "dADC", "Survey"]
     predictions = harmonizer.harmonize(texts)
-    assert harmonizer.version == "rules-1"
+    assert harmonizer.version == "rules-2"
     assert [p.label for p in predictions] == ["DWI", "Other", "ADC", "Other"]
-    assert all(isinstance(p, Prediction) and p.model_version == "rules-1" for p in predictions)
+    assert all(isinstance(p, Prediction) and p.model_version == "rules-2" for p in predictions)
     assert all(0.0 <= p.confidence <= 1.0 and p.label in SERIES_LABELS for p in predictions)
 
 

@@ -1,0 +1,69 @@
+"""Phrasings the rule labeler reads since the error analysis on the train reports (issue 14).
+
+Each case is a wording that was frequent among the rule labeler's misses on labels_train.csv,
+written here as a fresh sentence: the rules are the hint a shipped model copies, so what they
+miss the model misses too.
+"""
+
+import pytest
+
+from slm.report_rules import RuleLabeler
+from slm.tasks import NO_FINDING, report_text
+
+
+def yes(findings: str) -> set[str]:
+    """The keys the labeler answers Yes for a report with these findings."""
+    labels = RuleLabeler().label([report_text({"findings": findings, "impression": ""})])[0]
+    return {key for key, value in labels.items() if value == "Yes"}
+
+
+@pytest.mark.parametrize(
+    "sentence, finding",
+    [
+        # Edema: redacted vessels, venous hypertension, vascularity and wider spans
+        ("The pulmonary XXXX are engorged.", "Edema"),
+        ("Cardiomegaly and pulmonary venous hypertension.", "Edema"),
+        ("The pulmonary vascularity is prominent.", "Edema"),
+        ("Stable prominence of the central pulmonary vasculature.", "Edema"),
+        # Lung lesion: cavities, nodules said not to be calcified, a nodule beside hilar calcifications
+        ("Stable cavity in the right apex.", "Lung Lesion"),
+        ("Possible apical cavitation.", "Lung Lesion"),
+        ("A 9 mm nodule that is not definitively calcified.", "Lung Lesion"),
+        ("Right infrahilar nodular density.", "Lung Lesion"),
+        ("Hilar calcifications and a dense nodule in the lingula.", "Lung Lesion"),
+        # Pneumonia: pneumonitis
+        ("Patchy opacity consistent with pneumonitis.", "Pneumonia"),
+        # Pneumothorax: a pleural air collection; effusion: hydropneumothorax
+        ("Small left apical pleural air collection.", "Pneumothorax"),
+        ("Large left hydropneumothorax.", "Pleural Effusion"),
+        # Pleural other: scarring far from the blunted angle it explains
+        ("Blunting of the right costophrenic sulcus which could be a small effusion versus scarring.", "Pleural Other"),
+        # Fracture: vertebral height loss with the word height redacted
+        ("Mild anterior XXXX loss of several vertebral bodies.", "Fracture"),
+        # Enlarged cardiomediastinum: a lobulated paratracheal contour
+        ("Lobulated contour to the right paratracheal stripe.", "Enlarged Cardiomediastinum"),
+        # Support devices named by kind
+        ("Prosthetic right shoulder.", "Support Devices"),
+        ("A humeral intramedullary XXXX is noted.", "Support Devices"),
+        ("TIPS shunt visualized.", "Support Devices"),
+        ("There is an IVC XXXX in place.", "Support Devices"),
+    ],
+)
+def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
+    found = yes(sentence)
+    assert finding in found and NO_FINDING not in found
+
+
+@pytest.mark.parametrize(
+    "sentence, finding",
+    [
+        ("Mild nonconsolidating right lower lobe airspace disease.", "Consolidation"),
+        ("No noncalcified nodule.", "Lung Lesion"),
+        ("Scattered small nodules throughout the lungs most likely represent calcified granulomas.", "Lung Lesion"),
+        ("The chest tube tip projects outside the thoracic cavity.", "Lung Lesion"),
+        ("Curvilinear densities over the heart.", "Lung Opacity"),
+        ("Blunting of the costophrenic sulcus, effusion versus scarring.", "Lung Opacity"),
+    ],
+)
+def test_look_alikes_are_no(sentence, finding):
+    assert finding not in yes(sentence)
