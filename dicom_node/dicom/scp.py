@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from enum import IntEnum
 
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
+from dicom_node.dicom.server import ConnectionGuard, GuardedAssociationServer
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 # ---- who may associate ------------------------------------------------------------------------
 
 
-REJECTED_PERMANENT = 0x01
-SERVICE_USER = 0x01
+REJECTED_PERMANENT, REJECTED_TRANSIENT = 0x01, 0x02
+SERVICE_USER, SERVICE_PROVIDER = 0x01, 0x03  # the latter: presentation related
+LOCAL_LIMIT_EXCEEDED = 0x02  # a diagnostic of that service provider
 
 
 class RejectReason(IntEnum):
@@ -45,18 +47,24 @@ class RejectReason(IntEnum):
     CALLING_AE_NOT_RECOGNIZED = 0x03
 
 
-def handle_association_request(event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str]) -> None:
-    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it."""
+def handle_association_request(
+    event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str], guard: ConnectionGuard
+) -> None:
+    """EVT_REQUESTED: reject a peer that is not on the allow-lists, with the reason DICOM has for it,
+    and one that finds every association slot taken (transient: it may try again later)."""
     calling_ae = event.assoc.requestor.primitive.calling_ae_title
     address = event.assoc.requestor.address
     if allowed_aes and calling_ae not in allowed_aes:
-        reason = RejectReason.CALLING_AE_NOT_RECOGNIZED
+        why, reject = "calling AE not recognized", (REJECTED_PERMANENT, SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
     elif allowed_addresses and address not in allowed_addresses:
-        reason = RejectReason.NO_REASON_GIVEN  # DICOM has no diagnostic for an address
+        # DICOM has no diagnostic for an address
+        why, reject = "address not allowed", (REJECTED_PERMANENT, SERVICE_USER, RejectReason.NO_REASON_GIVEN)
+    elif not guard.associate((address, event.assoc.requestor.port)):
+        why, reject = "every association slot is taken", (REJECTED_TRANSIENT, SERVICE_PROVIDER, LOCAL_LIMIT_EXCEEDED)
     else:
         return
-    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, reason.name.lower())
-    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
+    log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, why)
+    event.assoc.acse.send_reject(*reject)
     # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
     event.assoc.kill()
 
@@ -134,12 +142,15 @@ def make_ae(settings: Settings) -> AE:
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    ae.maximum_associations = dicom.max_associations
+    # The ConnectionGuard counts slots from the association request on; pynetdicom's own count would
+    # also hold every connection that has not asked yet, so it must never be the one to refuse.
+    ae.maximum_associations = 1_000_000
     ae.network_timeout = dicom.network_timeout
+    ae.acse_timeout = dicom.acse_timeout  # also pynetdicom's ARTIM timer
     return ae
 
 
-def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
+def start_scp(settings: Settings, store: Store) -> GuardedAssociationServer:
     """Start serving in background threads; `.server_address` has the bound port, `.shutdown()` stops."""
     quiet_dicom_libraries()
     dicom = settings.dicom
@@ -147,11 +158,22 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     if settings.storage.mode == "files":
         removed = remove_partial_writes(settings.storage.folder)
         log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
+    guard = ConnectionGuard(dicom.max_associations, dicom.max_pending_connections)
     handlers = [
         *NODELAY_HANDLERS,
-        (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses]),
+        (evt.EVT_REQUESTED, handle_association_request, [dicom.allowed_calling_aes, dicom.allowed_addresses, guard]),
         (evt.EVT_C_STORE, handle_store, [store, settings]),
     ]
-    return make_ae(settings).start_server(
-        (dicom.bind_address, dicom.port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+    ae = make_ae(settings)
+    server = ae.make_server(
+        (dicom.bind_address, dicom.port),
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=GuardedAssociationServer,
     )
+    server.guard, server.acse_timeout = guard, dicom.acse_timeout
+    # What AE.start_server(block=False) does, with our server class: serve in a thread, and let the AE
+    # know the server (its shutdown removes itself from that list).
+    threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True).start()
+    ae._servers.append(server)
+    return server
