@@ -77,7 +77,7 @@ class StoreStatus(IntEnum):
 
     SUCCESS = 0x0000
     OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
-    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
+    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing or invalid: do not retry
     CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
 
 
@@ -86,7 +86,7 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
     transfer_syntax = event.context.transfer_syntax
     where = f"instance {event.request.AffectedSOPInstanceUID} from {event.assoc.requestor.ae_title}"
     try:
-        header = read_header(event.request.DataSet, transfer_syntax)
+        header = read_header(event.request.DataSet, transfer_syntax, settings.dicom.max_inflated_megabytes * 2**20)
         record = InstanceRecord.from_dataset(
             header, transfer_syntax, keep_patient_identifiers=settings.store.keep_patient_identifiers
         )
