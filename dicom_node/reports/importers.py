@@ -28,6 +28,7 @@ from tqdm import tqdm
 from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
 from dicom_node.store.database import Store
+from dicom_node.store.exchange import unescape_csv_cell
 from dicom_node.store.reports import record_report
 from slm.tasks import REPORT_SECTIONS
 
@@ -175,7 +176,8 @@ def csv_reports(text: str, where: str) -> Iterator[Read]:
     for values in rows:
         if any(value.strip() for value in values):
             try:
-                yield f"{where}: line {line}", _csv_row(dict(zip(header, (value.strip() for value in values))))
+                cells = (unescape_csv_cell(value).strip() for value in values)
+                yield f"{where}: line {line}", _csv_row(dict(zip(header, cells)))
             except Refused as exc:
                 yield f"{where}: line {line}", exc
         line = rows.line_num + 1
