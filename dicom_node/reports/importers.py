@@ -224,8 +224,16 @@ def csv_reports(lines: Iterable[str], where: str) -> Iterator[Read]:
         yield where, Refused(f"no text column: give {', '.join(REPORT_SECTIONS)} or text")
         return
     line = rows.line_num + 1
-    for values in rows:
-        if any(value.strip() for value in values):
+    while True:
+        try:
+            values = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a cell over csv.field_size_limit(), say; the reader goes on after it
+            values = Refused(f"not readable as CSV: {exc}")
+        if isinstance(values, Refused):
+            yield f"{where}: line {line}", values
+        elif any(value.strip() for value in values):
             try:
                 cells = (unescape_csv_cell(value).strip() for value in values)
                 yield f"{where}: line {line}", _csv_row(dict(zip(header, cells)))
