@@ -176,3 +176,16 @@ def test_a_deflate_bomb_is_refused_with_bounded_memory(tmp_path):
         assert result.status == StoreStatus.CANNOT_UNDERSTAND
         assert peak < 40 * 2**20
         assert stored_instances(node) == {}
+
+
+def test_a_300_character_uid_is_refused_for_good_in_files_mode_too(tmp_path):
+    """Its file name would be too long for the file system: once 0xA700 (retry later), which never helps."""
+    ds = mr_instance("t1_long_uid_files")
+    ds.SOPInstanceUID = "1.2." + "3" * 296
+    ds.preamble = bytes(128)
+    (tmp_path / "in").mkdir()
+    dcmwrite(tmp_path / "in" / "long.dcm", ds, enforce_file_format=False)  # the file meta keeps a valid UID
+    with start_node(tmp_path, storage={"mode": "files"}) as node:
+        (result,) = send_files("127.0.0.1", node.port, [tmp_path / "in" / "long.dcm"], timeout=TIMEOUT)
+        assert result.status == StoreStatus.DOES_NOT_MATCH_SOP_CLASS
+        assert stored_instances(node) == {}
