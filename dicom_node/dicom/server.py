@@ -5,8 +5,8 @@ socket stops the port), and counts every open connection against `maximum_associ
 as its thread lives (about 30 s for a peer that sent junk and left). Here:
 
 - the accept thread only accepts; each connection's own thread does the TLS handshake, under
-  `dicom.acse_timeout`, and then waits that long at most for the first byte of an A-ASSOCIATE-RQ PDU
-  (a plain connection whose first byte is anything else, or that closes, is hung up at once);
+  `dicom.acse_timeout`, and then waits that long at most for a whole A-ASSOCIATE-RQ PDU (a plain
+  connection that sends anything else, or closes, is hung up at once) before pynetdicom serves it;
 - a connection waits as `pending` until its association request arrives; at most
   `dicom.max_pending_connections` wait at once, and a new one hangs up the oldest (a sender asks
   within milliseconds of connecting, a flood's idle sockets never do);
@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import OrderedDict
 
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -28,6 +29,8 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 log = logging.getLogger(__name__)
 
 A_ASSOCIATE_RQ = b"\x01"  # the PDU type an association must start with (PS3.8 9.3.2)
+PDU_HEADER = 6  # type, reserved, 4-byte length
+REQUEST_PEEK = 64 * 1024  # an A-ASSOCIATE-RQ is a few KB; waited for whole up to this much
 Peer = tuple[str, int]  # (address, port) of one connection
 
 
@@ -118,6 +121,11 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         """Serve the association, and return only when it has ended, so that the guard's close comes then."""
         _AssociationHandler(request, client_address, self).assoc.join()
 
+    def service_actions(self) -> None:
+        """Nothing. pynetdicom's runs a full gc.collect() every 60 connections: under a flood of junk
+        connections that is a stop of every thread (the GIL held) once a second. Python's own collector
+        still frees what the ended associations leave in reference cycles."""
+
     def server_close(self) -> None:
         """Stop: pending connections are hung up rather than waited for (socketserver joins their threads)."""
         self.guard.hang_up_pending()
@@ -138,24 +146,39 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         return tls
 
     def _asks_to_associate(self, sock: socket.socket, peer: Peer) -> bool:
-        """Wait for the peer's first byte: False (and hung up) if it is not an A-ASSOCIATE-RQ or none came.
-        Under TLS the byte cannot be peeked at; it is enough that something arrived."""
+        """Wait, in this thread and without polling, until the peer's whole A-ASSOCIATE-RQ PDU has arrived
+        (its first REQUEST_PEEK bytes if it is longer): False, and hung up, if something else came, or
+        nothing within acse_timeout. pynetdicom then gets only peers that asked; every connection it
+        serves costs two threads that poll the socket every millisecond. Under TLS the bytes cannot be
+        peeked at: it is enough that something arrived after the handshake."""
+        deadline = time.monotonic() + self.acse_timeout
         try:
             if isinstance(sock, ssl.SSLSocket):
-                ready = sock.pending() or select.select([sock], [], [], self.acse_timeout)[0]
-                first = A_ASSOCIATE_RQ if ready else b""
+                asked = bool(sock.pending() or select.select([sock], [], [], self.acse_timeout)[0])
             else:
-                sock.settimeout(self.acse_timeout)
-                first = sock.recv(1, socket.MSG_PEEK)
-                sock.settimeout(None)
-        except OSError:
-            first = b""
-        if first != A_ASSOCIATE_RQ:
-            if first:
-                log.info("Closed a connection from %s that did not start with an association request", peer[0])
+                header = _peek(sock, PDU_HEADER, deadline)
+                asked = header[:1] == A_ASSOCIATE_RQ and len(header) == PDU_HEADER
+                if asked:
+                    whole = min(PDU_HEADER + int.from_bytes(header[2:6], "big"), REQUEST_PEEK)
+                    asked = len(_peek(sock, whole, deadline)) == whole
+        except OSError:  # timed out, reset, hung up by the guard
+            asked = False
+        if not asked:
+            log.info("Closed a connection from %s that sent no association request", peer[0])
             self.shutdown_request(sock)
-            return False
-        return True
+        return asked
+
+
+def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """The first `size` bytes waiting on `sock`, left there; fewer if the peer closed. SO_RCVLOWAT makes
+    the kernel wake this thread only once `size` bytes are there."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    try:
+        return sock.recv(size, socket.MSG_PEEK)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        sock.settimeout(None)
 
 
 class _AssociationHandler(RequestHandler):
