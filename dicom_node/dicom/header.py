@@ -61,7 +61,8 @@ def _inflated(data: bytes, limit: int) -> bytes:
     except zlib.error:
         raise Unreadable("the deflated dataset does not inflate") from None
     if inflater.unconsumed_tail:
-        raise Unreadable(f"the deflated dataset inflates to more than {limit // 2**20} MB (dicom.max_inflated_megabytes)")
+        megabytes = limit // 2**20
+        raise Unreadable(f"the deflated dataset inflates to more than {megabytes} MB (dicom.max_inflated_megabytes)")
     return inflated
 
 
@@ -115,7 +116,7 @@ class InstanceRecord:
             if uids[field] is None:
                 raise MissingTag(f"the dataset has no {keyword}")
             if len(uids[field]) > MAX_UID_LENGTH:
-                raise InvalidUID(f"its {keyword} has {len(uids[field])} characters, more than the {MAX_UID_LENGTH} of a UID")
+                raise InvalidUID(f"its {keyword} has {len(uids[field])} characters, more than a UID's {MAX_UID_LENGTH}")
         return cls(
             **uids,
             sop_class_uid=header.text("SOPClassUID"),

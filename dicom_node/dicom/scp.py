@@ -55,7 +55,8 @@ def handle_association_request(
     calling_ae = event.assoc.requestor.primitive.calling_ae_title
     address = event.assoc.requestor.address
     if allowed_aes and calling_ae not in allowed_aes:
-        why, reject = "calling AE not recognized", (REJECTED_PERMANENT, SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
+        why = "calling AE not recognized"
+        reject = (REJECTED_PERMANENT, SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
     elif allowed_addresses and address not in allowed_addresses:
         # DICOM has no diagnostic for an address
         why, reject = "address not allowed", (REJECTED_PERMANENT, SERVICE_USER, RejectReason.NO_REASON_GIVEN)

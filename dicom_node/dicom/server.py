@@ -7,9 +7,9 @@ as its thread lives (about 30 s for a peer that sent junk and left). Here:
 - the accept thread only accepts; each connection's own thread does the TLS handshake, under
   `dicom.acse_timeout`, and then waits that long at most for a whole A-ASSOCIATE-RQ PDU (a plain
   connection that sends anything else, or closes, is hung up at once) before pynetdicom serves it;
-- a connection waits as `pending` until its association request arrives; at most
-  `dicom.max_pending_connections` wait at once, and a new one hangs up the oldest (a sender asks
-  within milliseconds of connecting, a flood's idle sockets never do);
+- a connection is `pending` until its whole association request has arrived; at most
+  `dicom.max_pending_connections` are pending at once, and a new one hangs up the oldest (a sender
+  asks within milliseconds of connecting, a flood's idle sockets never do);
 - a slot of `dicom.max_associations` is taken at the association request, after the allow-lists, and
   given back when the connection closes.
 """
@@ -68,12 +68,16 @@ class ConnectionGuard:
             if peer in self._pending:
                 self._pending[peer] = sock
 
+    def asked(self, peer: Peer) -> None:
+        """The peer's association request has arrived: no longer one to hang up for a newer connection."""
+        with self._lock:
+            self._pending.pop(peer, None)
+
     def associate(self, peer: Peer) -> bool:
         """The peer asked for an association: take a slot, False if none is free."""
         with self._lock:
             if len(self._associated) >= self.max_associations:
                 return False
-            self._pending.pop(peer, None)
             self._associated.add(peer)
             return True
 
@@ -99,6 +103,9 @@ class GuardedAssociationServer(ThreadedAssociationServer):
     by start_scp before it serves."""
 
     request_queue_size = 128  # listen backlog (socketserver's default is 5): bursts wait in the kernel
+    # Shutting down does not wait for associations in progress, as with pynetdicom's own server (whose
+    # connection threads end once the association's thread has started).
+    block_on_close = False
     guard: ConnectionGuard
     acse_timeout: float
 
@@ -127,7 +134,7 @@ class GuardedAssociationServer(ThreadedAssociationServer):
         still frees what the ended associations leave in reference cycles."""
 
     def server_close(self) -> None:
-        """Stop: pending connections are hung up rather than waited for (socketserver joins their threads)."""
+        """Stop: pending connections are hung up, so that their threads end now."""
         self.guard.hang_up_pending()
         super().server_close()
 
@@ -163,7 +170,9 @@ class GuardedAssociationServer(ThreadedAssociationServer):
                     asked = len(_peek(sock, whole, deadline)) == whole
         except OSError:  # timed out, reset, hung up by the guard
             asked = False
-        if not asked:
+        if asked:
+            self.guard.asked(peer)
+        else:
             log.info("Closed a connection from %s that sent no association request", peer[0])
             self.shutdown_request(sock)
         return asked

@@ -17,7 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from dicom_node.dicom.header import InstanceRecord, read_header
 from dicom_node.dicom.network import quiet_dicom_libraries
@@ -106,7 +111,8 @@ def test_the_header_reader_answers_any_bytes(data, syntax):
 HL7_PIECES = st.sampled_from(
     [
         "MSH|^~\\&|RIS|HOSP|SLM|NODE|20240101||ORU^R01|1|P|2.5", "MSH|^~\\&", "MSH|", "MSH", "OBR|1||ACC1",
-        "OBX|1|TX|18782-3^FINDINGS^LN||Effusion.||||||F", "OBX|2|FT|&IMP||\\.br\\\\X41\\\\T\\", "OBX|3|ST|113014^^DCM||1.2",
+        "OBX|1|TX|18782-3^FINDINGS^LN||Effusion.||||||F", "OBX|2|FT|&IMP||\\.br\\\\X41\\\\T\\",
+        "OBX|3|ST|113014^^DCM||1.2",
         "ZDS|1.2.3", "PID|1||123||Doe^J", "|", "^", "~", "\\", "&", "\r", "\n", "\x0b", "\x1c", " ", "\\E\\", "\\.sp\\",
     ]
 )
