@@ -41,7 +41,7 @@ from pathlib import Path
 import pynetdicom
 import yaml
 
-from dicom_node.dicom.sender import send_files, wait_until_answering
+from dicom_node.dicom.sender import AssociationFailed, send_files, wait_until_answering
 from dicom_node.reports.record import ReportRecord
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
@@ -145,7 +145,11 @@ def add_report_backlog(store_url: str, count: int) -> None:
 def _pynetdicom_sender(port: int, files: list[Path], go, results) -> None:
     go.wait()
     start = time.monotonic()
-    outcomes = send_files("127.0.0.1", port, files, calling_aet="BENCH", timeout=120)
+    try:
+        outcomes = send_files("127.0.0.1", port, files, calling_aet="BENCH", timeout=120)
+    except AssociationFailed as exc:  # counted as a failed run, rather than leaving the run waiting
+        results.put((start, time.monotonic(), 0, Counter({str(exc): len(files)})))
+        return
     failures = Counter(f"{o.status:#06x}" if o.status is not None else o.error for o in outcomes if o.status != 0)
     results.put((start, time.monotonic(), sum(o.status == 0 for o in outcomes), failures))
 

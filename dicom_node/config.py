@@ -45,11 +45,14 @@ class DicomSettings(_Section):
     bind_address: str = "0.0.0.0"
     port: int = Field(11112, ge=0, le=65535)
     max_associations: int = Field(16, ge=1)
+    max_pending_connections: int = Field(32, ge=1)
     allowed_calling_aes: list[str] = []
     allowed_addresses: list[str] = []
     tls: TLSSettings = TLSSettings()
     network_timeout: float = Field(60.0, gt=0, strict=False)
     check_called_ae: bool = False  # refuse associations addressed to another AE title than ae_title
+    acse_timeout: float = Field(10.0, gt=0, strict=False)
+    max_inflated_megabytes: int = Field(256, ge=1)
 
 
 class StorageSettings(_Section):

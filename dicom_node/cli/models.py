@@ -98,7 +98,7 @@ def retrain(settings, recipe, no_promote, who, fmt, overrides) -> None:
 
     Before the first retraining, model.path is registered and made active, so that a rollback has
     somewhere to go. Each version's folder is under retraining.models_folder, with the corrections
-    it learned from (corrections.csv).
+    it learned from (corrections.json).
     """
     from dicom_node.models.registry import RegistryError
     from slm.engine import ModelUnavailable

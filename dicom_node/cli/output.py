@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from dicom_node.store.exchange import encode_rows
 
 TABLE_CELL = 48  # characters of a cell a table shows (UIDs always whole); the JSON and CSV keep everything
+# Control characters a description may carry (BEL, BS, ESC starting a terminal sequence, DEL, C1): a table
+# shows them as \xNN instead of letting the terminal act on them.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def format_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
@@ -21,6 +25,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
         if isinstance(value, float):
             return f"{value:.2f}"
         text = " ".join(str(value).split()) if isinstance(value, str) else str(value)
+        text = CONTROL.sub(lambda control: f"\\x{ord(control[0]):02x}", text)
         return text if whole or len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
 
     # A UID is pasted back into another command: never shortened (64 characters at most).

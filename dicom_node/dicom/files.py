@@ -3,6 +3,7 @@ leaves either nothing or the whole file, never half of one the sender was told i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -14,14 +15,23 @@ from dicom_node.dicom.header import InstanceRecord
 PARTIAL_PREFIX, PARTIAL_SUFFIX = ".incoming-", ".tmp"
 
 
+# A UID as PS3.5 9.1 writes it: numbers separated by dots (64 characters at most, checked in header.py).
+CONFORMING_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def instance_path(folder: str | os.PathLike, record: InstanceRecord) -> Path:
-    """<folder>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, with anything but digits and dots
-    replaced so that a hostile UID cannot climb out of the folder."""
+    """<folder>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, each UID as it is when it conforms."""
+    return Path(folder, _name(record.study_uid), _name(record.series_uid), _name(record.sop_instance_uid) + ".dcm")
 
-    def safe(uid: str) -> str:
-        return re.sub(r"[^0-9.]", "_", uid).strip(".") or "_"
 
-    return Path(folder, safe(record.study_uid), safe(record.series_uid), safe(record.sop_instance_uid) + ".dcm")
+def _name(uid: str) -> str:
+    """A conforming UID as it is; any other has what is not a digit or a dot replaced (so that it cannot
+    climb out of the folder: "..", "/") and a hash of the whole UID added (so that "7.7a" and "7.7b",
+    both "7.7_", keep files of their own)."""
+    if CONFORMING_UID.fullmatch(uid):
+        return uid
+    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{re.sub(r'[^0-9.]', '_', uid).strip('.') or '_'}-{digest}"
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -31,8 +31,9 @@ class Unreadable(ValueError):
     """The encoded dataset is not a whole DICOM dataset."""
 
 
-def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
-    """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated.
+def read_header(encoded: BytesIO, transfer_syntax: str, max_inflated: int) -> Dataset:
+    """The dataset as raw, still undecoded elements; raises Unreadable if it is truncated, or if it is
+    deflated and inflates to more than `max_inflated` bytes (a few KB can inflate to gigabytes).
 
     pydicom reads a short last element without complaint, so its length is checked against what
     arrived. Values are decoded lazily, only when the store reads a tag.
@@ -40,10 +41,7 @@ def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
     syntax = UID(transfer_syntax)
     data = encoded.getvalue()
     if syntax in DEFLATED_DATASET:
-        try:
-            data = zlib.decompress(data, -zlib.MAX_WBITS)
-        except zlib.error:
-            raise Unreadable("the deflated dataset does not inflate") from None
+        data = _inflated(data, max_inflated)
     header = read_dataset(BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian)
     if data and not len(header):
         raise Unreadable("no element could be read")
@@ -56,8 +54,27 @@ def read_header(encoded: BytesIO, transfer_syntax: str) -> Dataset:
     return header
 
 
+def _inflated(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(data, limit)
+    except zlib.error:
+        raise Unreadable("the deflated dataset does not inflate") from None
+    if inflater.unconsumed_tail:
+        megabytes = limit // 2**20
+        raise Unreadable(f"the deflated dataset inflates to more than {megabytes} MB (dicom.max_inflated_megabytes)")
+    return inflated
+
+
 class MissingTag(ValueError):
     """A dataset lacks a UID the store cannot do without."""
+
+
+class InvalidUID(MissingTag):
+    """A UID longer than DICOM allows: however often the sender retries, it cannot be stored."""
+
+
+MAX_UID_LENGTH = 64  # PS3.5 9.1
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,8 @@ class InstanceRecord:
             uids[field] = header.text(keyword)
             if uids[field] is None:
                 raise MissingTag(f"the dataset has no {keyword}")
+            if len(uids[field]) > MAX_UID_LENGTH:
+                raise InvalidUID(f"its {keyword} has {len(uids[field])} characters, more than a UID's {MAX_UID_LENGTH}")
         return cls(
             **uids,
             sop_class_uid=header.text("SOPClassUID"),

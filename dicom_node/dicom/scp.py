@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from enum import IntEnum
 
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import Settings
 from dicom_node.dicom.audit import AssociationAudit
 from dicom_node.dicom.files import instance_path, remove_partial_writes, write_atomically
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
+from dicom_node.dicom.server import ConnectionGuard, GuardedAssociationServer
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 # ---- who may associate ------------------------------------------------------------------------
 
 
-REJECTED_PERMANENT = 0x01
-SERVICE_USER = 0x01
+REJECTED_PERMANENT, REJECTED_TRANSIENT = 0x01, 0x02
+SERVICE_USER, SERVICE_PROVIDER = 0x01, 0x03  # the latter: presentation related
+LOCAL_LIMIT_EXCEEDED = 0x02  # a diagnostic of that service provider
 
 
 class RejectReason(IntEnum):
@@ -49,24 +51,35 @@ class RejectReason(IntEnum):
 
 
 def handle_association_request(
-    event: evt.Event, allowed_aes: list[str], allowed_addresses: list[str], called_ae: str | None = None
+    event: evt.Event,
+    allowed_aes: list[str],
+    allowed_addresses: list[str],
+    guard: ConnectionGuard,
+    called_ae: str | None = None,
 ) -> None:
     """EVT_REQUESTED: reject a peer that is not on the allow-lists, or (with `called_ae`, from
-    dicom.check_called_ae) that addresses another AE title than ours, with the reason DICOM has for it."""
+    dicom.check_called_ae) that addresses another AE title than ours, with the reason DICOM has for it;
+    and one that finds every association slot taken (transient: it may try again later)."""
     calling_ae = event.assoc.requestor.primitive.calling_ae_title
     called = event.assoc.requestor.primitive.called_ae_title.strip()
     address = event.assoc.requestor.address
     if called_ae is not None and called != called_ae:
-        reason, why = RejectReason.CALLED_AE_NOT_RECOGNIZED, f"called AE {called!r} is not ours ({called_ae})"
+        why = f"called AE {called!r} is not ours ({called_ae})"
+        reject = (REJECTED_PERMANENT, SERVICE_USER, RejectReason.CALLED_AE_NOT_RECOGNIZED)
     elif allowed_aes and calling_ae not in allowed_aes:
-        reason, why = RejectReason.CALLING_AE_NOT_RECOGNIZED, "calling_ae_not_recognized"
+        why = "calling AE not recognized"
+        reject = (REJECTED_PERMANENT, SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
     elif allowed_addresses and address not in allowed_addresses:
-        reason, why = RejectReason.NO_REASON_GIVEN, "no_reason_given"  # DICOM has no diagnostic for an address
+        # DICOM has no diagnostic for an address
+        why, reject = "address not allowed", (REJECTED_PERMANENT, SERVICE_USER, RejectReason.NO_REASON_GIVEN)
+    elif not guard.associate((address, event.assoc.requestor.port)):
+        why, reject = "every association slot is taken", (REJECTED_TRANSIENT, SERVICE_PROVIDER, LOCAL_LIMIT_EXCEEDED)
     else:
         return
     log.warning("Rejected association from %s calling as %r: %s", address, calling_ae, why)
-    metrics.association_rejected(event, reason.name.lower())
-    event.assoc.acse.send_reject(REJECTED_PERMANENT, SERVICE_USER, reason)
+    reason = reject[2]  # /metrics labels it by DICOM's name for it
+    metrics.association_rejected(event, reason.name.lower() if isinstance(reason, RejectReason) else "local_limit_exceeded")
+    event.assoc.acse.send_reject(*reject)
     # Returns once the A-ASSOCIATE-RJ has gone out and the peer has closed the connection.
     event.assoc.kill()
 
@@ -79,7 +92,7 @@ class StoreStatus(IntEnum):
 
     SUCCESS = 0x0000
     OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
-    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing
+    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing or invalid: do not retry
     CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
 
 
@@ -88,7 +101,7 @@ def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:
     transfer_syntax = event.context.transfer_syntax
     where = f"instance {event.request.AffectedSOPInstanceUID} from {event.assoc.requestor.ae_title}"
     try:
-        header = read_header(event.request.DataSet, transfer_syntax)
+        header = read_header(event.request.DataSet, transfer_syntax, settings.dicom.max_inflated_megabytes * 2**20)
         record = InstanceRecord.from_dataset(
             header, transfer_syntax, keep_patient_identifiers=settings.store.keep_patient_identifiers
         )
@@ -152,12 +165,15 @@ def make_ae(settings: Settings) -> AE:
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    ae.maximum_associations = dicom.max_associations
+    # The ConnectionGuard counts slots from the association request on; pynetdicom's own count would
+    # also hold every connection that has not asked yet, so it must never be the one to refuse.
+    ae.maximum_associations = 1_000_000
     ae.network_timeout = dicom.network_timeout
+    ae.acse_timeout = dicom.acse_timeout  # also pynetdicom's ARTIM timer
     return ae
 
 
-def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
+def start_scp(settings: Settings, store: Store) -> GuardedAssociationServer:
     """Start serving in background threads; `.server_address` has the bound port, `.shutdown()` stops."""
     quiet_dicom_libraries()
     dicom = settings.dicom
@@ -165,6 +181,7 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
     if settings.storage.mode == "files":
         removed = remove_partial_writes(settings.storage.folder)
         log.info("Removed %d partly written file(s) left in %s by a stopped node", removed, settings.storage.folder)
+    guard = ConnectionGuard(dicom.max_associations, dicom.max_pending_connections)
     audit = AssociationAudit()
     handlers = [
         *NODELAY_HANDLERS,
@@ -172,12 +189,23 @@ def start_scp(settings: Settings, store: Store) -> ThreadedAssociationServer:
         (
             evt.EVT_REQUESTED,
             handle_association_request,
-            [dicom.allowed_calling_aes, dicom.allowed_addresses, dicom.ae_title if dicom.check_called_ae else None],
+            [dicom.allowed_calling_aes, dicom.allowed_addresses, guard,
+             dicom.ae_title if dicom.check_called_ae else None],
         ),
         (evt.EVT_C_STORE, audit.counting(metrics.observed(handle_store)), [store, settings]),
         (evt.EVT_ACCEPTED, metrics.association_accepted),
         (evt.EVT_REJECTED, metrics.association_rejected_by_pynetdicom),
     ]
-    return make_ae(settings).start_server(
-        (dicom.bind_address, dicom.port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+    ae = make_ae(settings)
+    server = ae.make_server(
+        (dicom.bind_address, dicom.port),
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=GuardedAssociationServer,
     )
+    server.guard, server.acse_timeout = guard, dicom.acse_timeout
+    # What AE.start_server(block=False) does, with our server class: serve in a thread, and let the AE
+    # know the server (its shutdown removes itself from that list).
+    threading.Thread(target=server.serve_forever, name="AcceptorServer", daemon=True).start()
+    ae._servers.append(server)
+    return server

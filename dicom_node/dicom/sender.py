@@ -88,7 +88,8 @@ def _storage_key(path: Path) -> tuple[str, str] | None:
 def _application_entity(calling_aet: str, timeout: float) -> AE:
     quiet_dicom_libraries()
     ae = AE(ae_title=calling_aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    # connection_timeout also bounds the TLS handshake, which a stalled peer would otherwise hold forever.
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     return ae
 
 

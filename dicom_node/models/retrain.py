@@ -33,7 +33,7 @@ from training.train import train
 
 log = logging.getLogger(__name__)
 
-CORRECTIONS_FILE = "corrections.csv"
+CORRECTIONS_FILE = "corrections.json"
 
 
 @dataclass
@@ -186,9 +186,10 @@ def new_version_folder(models_folder: Path) -> Path:
 
 
 def export_corrections(store: Store, folder: Path) -> Path:
-    """The store's corrections as the CSV `slmnode export corrections` writes, kept with the version."""
+    """The store's corrections as `slmnode export corrections --format json` writes them, kept with the
+    version. JSON, not CSV: its text is what people wrote, where a CSV export escapes formula cells."""
     path = folder / CORRECTIONS_FILE
-    path.write_text(encode_rows(correction_rows(store), CORRECTION_FIELDS, "csv"), encoding="utf-8")
+    path.write_text(encode_rows(correction_rows(store), CORRECTION_FIELDS, "json"), encoding="utf-8")
     return path
 
 

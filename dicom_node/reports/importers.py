@@ -13,8 +13,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +31,20 @@ from tqdm import tqdm
 from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
 from dicom_node.store.database import Store
-from dicom_node.store.reports import record_report
+from dicom_node.store.exchange import unescape_csv_cell
+from dicom_node.store.reports import record_reports
 from slm.tasks import REPORT_SECTIONS
 
 SUFFIXES = {".txt": "text", ".csv": "csv", ".hl7": "hl7", ".oru": "hl7"}
+# Bounds on what one report may be, so that a huge or endless file costs bounded memory and time:
+# a line (an HL7 segment, a CSV row), a text file or an HL7 message of at most 1 MB, and a message of
+# at most 1,000 segments (hl7apy takes about 1.5 ms per segment).
+MAX_LINE_BYTES = 2**20
+MAX_SEGMENTS = 1000
+READ_BYTES = 2**16
+PEEK_BYTES = 4096  # what format detection looks at
+COMMIT_EVERY = 500  # imported reports per transaction
+LINE_END = re.compile(rb"\r\n|\r|\n")
 MLLP_FRAMING = str.maketrans("", "", "\x0b\x1c")  # start and end block bytes around each message
 SEGMENT_END = re.compile(r"\r\n|\r|\n")
 # "Accession Number: A123" / "Study Instance UID: 1.2.3" lines of a text report link it to its study.
@@ -65,17 +78,27 @@ def import_reports(
     keep_patient_identifiers: bool = False,
     fmt: str = "auto",
 ) -> ImportSummary:
-    """Read every report in `paths` and store it; `study_uid` and `accession` link text files."""
+    """Read every report in `paths` and store it; `study_uid` and `accession` link text files. Reports
+    are committed COMMIT_EVERY at a time (one fsync each), the last ones when the files are read."""
     paths = [Path(path) for path in paths]
     summary = ImportSummary()
+    waiting: list[ReportRecord] = []
+
+    def commit() -> None:
+        added = record_reports(store, waiting)
+        summary.added += added
+        summary.already_there += len(waiting) - added
+        waiting.clear()
+
     for path in tqdm(paths, unit="file", file=sys.stderr, disable=None if len(paths) > 1 else True):
         for where, read in read_reports(path, fmt, study_uid, accession, keep_patient_identifiers):
             if isinstance(read, Refused):
                 summary.refused.append((where, str(read)))
-            elif record_report(store, read):
-                summary.added += 1
-            else:
-                summary.already_there += 1
+                continue
+            waiting.append(read)
+            if len(waiting) >= COMMIT_EVERY:
+                commit()
+    commit()
     return summary
 
 
@@ -86,25 +109,53 @@ def read_reports(
     accession: str | None = None,
     keep_patient_identifiers: bool = False,
 ) -> Iterator[Read]:
-    """The reports in one file, each with where it was."""
+    """The reports in one file, each with where it was. The file is read as a stream, line by line."""
+    where = str(path)
     try:
-        data = path.read_bytes()
+        with _open_regular(path) as file:
+            kind = file_format(path, decoded(file.peek(PEEK_BYTES)[:PEEK_BYTES])) if fmt == "auto" else fmt
+            if kind == "hl7":
+                yield from hl7_reports(_lines(file), where, keep_patient_identifiers)
+            elif kind == "csv":
+                yield from csv_reports((line + "\n" for line in _lines(file)), where)
+            elif kind == "text":
+                data = file.read(MAX_LINE_BYTES + 1)
+                if len(data) > MAX_LINE_BYTES:
+                    raise Refused(f"larger than {MAX_LINE_BYTES // 2**20} MB: not a report as text")
+                yield where, text_report(decoded(data), study_uid, accession)
+            else:
+                yield where, Refused("unknown format: name the file .txt, .csv, .hl7 or .oru, or give the format")
+    except Refused as exc:
+        yield where, exc
     except OSError as exc:
-        yield str(path), Refused(f"cannot read the file: {exc.strerror or type(exc).__name__}")
-        return
-    text = decoded(data)
-    kind = file_format(path, text) if fmt == "auto" else fmt
-    if kind == "hl7":
-        yield from hl7_reports(text, str(path), keep_patient_identifiers)
-    elif kind == "csv":
-        yield from csv_reports(text, str(path))
-    elif kind == "text":
-        try:
-            yield str(path), text_report(text, study_uid, accession)
-        except Refused as exc:
-            yield str(path), exc
-    else:
-        yield str(path), Refused("unknown format: name the file .txt, .csv, .hl7 or .oru, or give the format")
+        yield where, Refused(f"cannot read the file: {exc.strerror or type(exc).__name__}")
+
+
+def _open_regular(path: Path) -> io.BufferedReader:
+    """The file opened for reading; Refused if it is not a regular file (a device such as /dev/zero, a
+    FIFO, a socket, or a link to one), told by the open file itself so it cannot change in between.
+    O_NONBLOCK: opening a FIFO would otherwise wait for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused("not a regular file (a device, FIFO or socket): only files can be imported")
+    return open(fd, "rb")
+
+
+def _lines(file: io.BufferedReader) -> Iterator[str]:
+    """The file's lines (ended by CR, LF or CR LF, as HL7 segments are), read a piece at a time and each
+    decoded on its own; Refused at a line longer than MAX_LINE_BYTES."""
+    rest = b""
+    while chunk := file.read(READ_BYTES):
+        data = rest + chunk
+        held = b"\r" if data.endswith(b"\r") else b""  # may be the first half of a CR LF
+        *lines, rest = LINE_END.split(data[: len(data) - len(held)])
+        rest += held
+        if len(rest) > MAX_LINE_BYTES:
+            raise Refused(f"a line longer than {MAX_LINE_BYTES // 2**20} MB: not a report file")
+        yield from map(decoded, lines)
+    if rest:
+        yield decoded(rest.rstrip(b"\r"))
 
 
 def file_format(path: Path, text: str) -> str | None:
@@ -116,7 +167,7 @@ def file_format(path: Path, text: str) -> str | None:
 
 def decoded(data: bytes) -> str:
     # UTF-8 (with or without a byte order mark) as written today; else ISO 8859-1, which older RIS
-    # exports use and which decodes any byte.
+    # exports use and which decodes any byte. Decided per line: one stray byte changes one line only.
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -158,12 +209,13 @@ def text_report(text: str, study_uid: str | None = None, accession: str | None =
 # ---- CSV --------------------------------------------------------------------------------------
 
 
-def csv_reports(text: str, where: str) -> Iterator[Read]:
+def csv_reports(lines: Iterable[str], where: str) -> Iterator[Read]:
     """One report per row: study_uid and/or accession_number, then section columns (indication,
     comparison, findings, impression) and/or a `text` column read like a text report; optional
-    report_id and report_date."""
-    first_line = text.split("\n", 1)[0]
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=max(",;\t", key=first_line.count))
+    report_id and report_date. `lines` end with their newline, as csv.reader wants them."""
+    lines = iter(lines)
+    first_line = next(lines, "")
+    rows = csv.reader(itertools.chain([first_line], lines), delimiter=max(",;\t", key=first_line.count))
     header = [name.strip().lower() for name in next(rows, [])]
     if not {"study_uid", "accession_number"} & set(header):
         yield where, Refused("no study_uid or accession_number column")
@@ -172,10 +224,19 @@ def csv_reports(text: str, where: str) -> Iterator[Read]:
         yield where, Refused(f"no text column: give {', '.join(REPORT_SECTIONS)} or text")
         return
     line = rows.line_num + 1
-    for values in rows:
-        if any(value.strip() for value in values):
+    while True:
+        try:
+            values = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a cell over csv.field_size_limit(), say; the reader goes on after it
+            values = Refused(f"not readable as CSV: {exc}")
+        if isinstance(values, Refused):
+            yield f"{where}: line {line}", values
+        elif any(value.strip() for value in values):
             try:
-                yield f"{where}: line {line}", _csv_row(dict(zip(header, (value.strip() for value in values))))
+                cells = (unescape_csv_cell(value).strip() for value in values)
+                yield f"{where}: line {line}", _csv_row(dict(zip(header, cells)))
             except Refused as exc:
                 yield f"{where}: line {line}", exc
         line = rows.line_num + 1
@@ -199,33 +260,40 @@ def _csv_row(row: dict[str, str]) -> ReportRecord:
 # ---- HL7 v2 ORU^R01 ---------------------------------------------------------------------------
 
 
-def hl7_reports(text: str, where: str, keep_patient_identifiers: bool = False) -> Iterator[Read]:
-    """One report per ORU^R01 message in the file (MLLP-framed or not, any segment separator)."""
-    for number, line, segments in _messages(text):
+def hl7_reports(lines: Iterable[str], where: str, keep_patient_identifiers: bool = False) -> Iterator[Read]:
+    """One report per ORU^R01 message in the file's lines (MLLP-framed or not, any segment separator)."""
+    for number, line, segments in _messages(lines):
+        place = f"{where}: message {number} (line {line})"
         if number == 0:
             yield f"{where}: line {line}", Refused("text before the first MSH segment")
-            continue
-        try:
-            yield f"{where}: message {number} (line {line})", oru_report(segments, keep_patient_identifiers)
-        except Refused as exc:
-            yield f"{where}: message {number} (line {line})", exc
-
-
-def _messages(text: str) -> Iterator[tuple[int, int, list[str]]]:
-    """(number in the file, first line, segments) of each message; lines before the first MSH come
-    as message 0."""
-    number, first_line, segments = 0, 0, []
-    for line_number, segment in enumerate(SEGMENT_END.split(text.translate(MLLP_FRAMING)), start=1):
-        if not segment.strip():
-            continue
-        if segment.startswith("MSH"):
-            if segments:
-                yield number, first_line, segments
-            number, first_line, segments = number + 1, line_number, [segment]
+        elif segments is None:
+            yield place, Refused(f"more than {MAX_SEGMENTS} segments or {MAX_LINE_BYTES // 2**20} MB: not one report")
         else:
-            first_line = first_line if segments else line_number
-            segments.append(segment)
-    if segments:
+            try:
+                yield place, oru_report(segments, keep_patient_identifiers)
+            except Refused as exc:
+                yield place, exc
+
+
+def _messages(lines: Iterable[str]) -> Iterator[tuple[int, int, list[str] | None]]:
+    """(number in the file, first line, segments) of each message, segments None for one too large to
+    read (the rest of it is skipped, not kept); lines before the first MSH come as message 0."""
+    number, first_line, segments, size = 0, 0, [], 0
+    for line_number, line in enumerate(lines, start=1):
+        for segment in SEGMENT_END.split(line.translate(MLLP_FRAMING)):
+            if not segment.strip():
+                continue
+            if segment.startswith("MSH"):
+                if segments or segments is None:
+                    yield number, first_line, segments
+                number, first_line, segments, size = number + 1, line_number, [segment], len(segment)
+            elif segments is not None:
+                first_line = first_line if segments else line_number
+                segments.append(segment)
+                size += len(segment)
+                if len(segments) > MAX_SEGMENTS or size > MAX_LINE_BYTES:
+                    segments = None
+    if segments or segments is None:
         yield number, first_line, segments
 
 

@@ -44,7 +44,7 @@ class Answer:
 
 def answer(payload: bytes, store: Store, keep_patient_identifiers: bool, where: str) -> Answer:
     """Store the report of one message; AA once it is committed (or was already), AE with the reason otherwise."""
-    reads = list(hl7_reports(decoded(payload), where, keep_patient_identifiers))
+    reads = list(hl7_reports([decoded(payload)], where, keep_patient_identifiers))
     if len(reads) != 1:
         return Answer(ERROR, "one HL7 message per MLLP block" if reads else "empty message")
     read = reads[0][1]

@@ -81,10 +81,23 @@ def encode_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
     return out.getvalue()
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...): such
+# a text is written with an apostrophe before it, as OWASP advises, and so is one that starts with an
+# apostrophe, so that read_rows can take exactly one off again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _csv_cell(value):
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return "" if value is None else value
+
+
+def unescape_csv_cell(text: str) -> str:
+    """A CSV cell as it was before _csv_cell escaped it."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -98,7 +111,10 @@ def read_rows(path: Path) -> list[dict]:
         if not all(isinstance(row, dict) for row in rows):
             raise ExchangeError(f"{path}: expected a JSON array of objects")
         return rows
-    return list(csv.DictReader(io.StringIO(text)))
+    return [
+        {name: unescape_csv_cell(value) if isinstance(value, str) else value for name, value in row.items()}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
 
 
 def import_file(store: Store, path: Path) -> ImportResult:

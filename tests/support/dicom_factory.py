@@ -276,3 +276,36 @@ def write_files(datasets: list[Dataset], folder: Path) -> list[Path]:
         dcmwrite(path, ds, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def deflate_bomb(ds: Dataset, inflated_size: int, path: Path) -> Path:
+    """`ds` without its pixels, then an OB element of `inflated_size` zero bytes, as a Deflated Explicit VR
+    Little Endian file: a few hundred KB on disk, deflated piece by piece so that no one holds it whole."""
+    from io import BytesIO
+
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    del ds.PixelData
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    header = BytesIO()
+    write_dataset(_little_endian_explicit(header), ds)
+    deflater = zlib.compressobj(zlib.Z_BEST_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    pixel_element = b"\xe0\x7f\x10\x00OB\x00\x00" + inflated_size.to_bytes(4, "little")
+    body = [deflater.compress(header.getvalue() + pixel_element)]
+    zeros = bytes(2**20)
+    for _ in range(inflated_size // len(zeros)):
+        body.append(deflater.compress(zeros))
+    body.append(deflater.flush())
+    meta = BytesIO()
+    write_file_meta_info(_little_endian_explicit(meta), ds.file_meta)
+    path.write_bytes(b"\0" * 128 + b"DICM" + meta.getvalue() + b"".join(body))
+    return path
+
+
+def _little_endian_explicit(buffer):
+    from pydicom.filebase import DicomFileLike
+
+    out = DicomFileLike(buffer)
+    out.is_little_endian, out.is_implicit_VR = True, False
+    return out

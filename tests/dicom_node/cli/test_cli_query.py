@@ -144,6 +144,42 @@ def test_export_import_round_trip(node, tmp_path, fmt):
     assert {r["description"]: r["label"] for r in there if r["corrected"]} == {"AX T2 FLAIR": "FLAIR", "Ax SWAN": "SWI"}
 
 
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tT1", "'=quoted"]
+
+
+def test_csv_exports_escape_formula_cells_and_import_reads_them_back(node, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    for number, description in enumerate(FORMULAS, start=10):
+        instance = mr_instance(description, study_uid=STUDY, series_uid=f"{STUDY}.{number}", series_number=number)
+        store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
+        mappings.save_predictions(store, [description], [Prediction("T1", 0.5, "rules-1")])
+    store.close()
+    ok(node("correct", FORMULAS[0], "Other", "--who", "=cmd()", "--note", "@note"))
+    for what in ("mappings", "corrections"):
+        ok(node("export", what, "--format", "csv", "-o", tmp_path / f"{what}.csv"))
+        for row in csv.DictReader(io.StringIO((tmp_path / f"{what}.csv").read_text())):
+            for value in row.values():  # what a spreadsheet would run: none of it
+                assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value
+
+    other = {"config": "other.yaml", "store": "other.sqlite"}
+    ok(node("import", tmp_path / "mappings.csv", **other))
+    ok(node("import", tmp_path / "corrections.csv", **other))
+    there = {row["description"] for row in json.loads(ok(node("export", "mappings", "--format", "json", **other)))}
+    assert set(FORMULAS) <= there
+    (correction,) = json.loads(ok(node("export", "corrections", "--format", "json", **other)))
+    assert (correction["description"], correction["who"], correction["note"]) == (FORMULAS[0], "=cmd()", "@note")
+
+
+def test_the_table_shows_control_characters_escaped(node, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    instance = mr_instance("t1\x07bell\x08\x7f\x1b[2J", study_uid=STUDY, series_uid=f"{STUDY}.99", series_number=99)
+    store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
+    store.close()
+    table = ok(node("mappings"))
+    assert "t1\\x07bell\\x08\\x7f\\x1b[2J" in table
+    assert not any(control in table for control in "\x07\x08\x7f\x1b")
+
+
 def test_import_refuses_a_bad_file_naming_the_row(node, tmp_path):
     bad = tmp_path / "corrections.csv"
     bad.write_text(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 
 import pytest
+from pydicom import dcmwrite
 
-from tests.support.dicom_factory import mr_instance, write_files
+from tests.support.dicom_factory import deflate_bomb, mr_instance, write_files
 from dicom_node.dicom.scp import StoreStatus
 from dicom_node.dicom.sender import echo, send_files
 from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
@@ -15,8 +17,8 @@ LATIN_1 = "Séquence T1 Gd+ Schädel coronal"
 UTF_8 = "T1 轴位 增强 – Kopf äöü"
 JAPANESE = "頭部ＭＲＡ T1強調"
 
-# pydicom warns, writing the test files, that LO holds 64 characters: the 10,000-character case is on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore:The value length")
+# pydicom warns, writing the test files, that LO holds 64 characters and a UI 64: both cases are on purpose.
+pytestmark = [pytest.mark.filterwarnings("ignore:The value length"), pytest.mark.filterwarnings("ignore:Invalid value")]
 
 
 def truncated(path, keep: int):
@@ -37,6 +39,8 @@ def outcome(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad_input")
     without_uid = mr_instance("t2_no_sop_uid")
     del without_uid.SOPInstanceUID  # the request still names it, from the file meta
+    long_uid = mr_instance("t1_long_uid")
+    long_uid.SOPInstanceUID = "1.2." + "3" * 296
     cases = {
         "missing description": mr_instance(None),
         "empty description": mr_instance(""),
@@ -47,11 +51,14 @@ def outcome(tmp_path_factory):
         "truncated pixel data": mr_instance("t1_cut_in_pixels"),
         "truncated header": mr_instance("t1_cut_in_description"),
         "missing SOP Instance UID": without_uid,
+        "300-character SOP Instance UID": long_uid,
         "duplicate": mr_instance("t1_sent_twice"),
         "after all that": mr_instance("t1_still_up"),
     }
     paths = dict(zip(cases, write_files(list(cases.values()), folder)))
     assert b"\x1b$B" in paths["ISO 2022 IR 87"].read_bytes()  # JIS X 0208 really is escape-coded
+    long_uid.preamble = bytes(128)  # written as it is: the file meta (and so the request) keeps a valid UID
+    dcmwrite(paths["300-character SOP Instance UID"], long_uid, enforce_file_format=False)
     truncated(paths["truncated pixel data"], -10)
     in_the_middle_of(paths["truncated header"], "t1_cut_in_description")
     order = list(cases)
@@ -117,6 +124,7 @@ def test_odd_descriptions_are_stored_decoded(outcome, case, description):
         ("truncated pixel data", StoreStatus.CANNOT_UNDERSTAND),
         ("truncated header", StoreStatus.CANNOT_UNDERSTAND),
         ("missing SOP Instance UID", StoreStatus.DOES_NOT_MATCH_SOP_CLASS),
+        ("300-character SOP Instance UID", StoreStatus.DOES_NOT_MATCH_SOP_CLASS),  # permanent: not 0xA700
     ],
 )
 def test_unusable_datasets_get_a_failure_status_and_no_row(outcome, case, status):
@@ -152,3 +160,32 @@ def test_a_store_that_cannot_write_answers_out_of_resources(tmp_path):
         assert result.status == StoreStatus.OUT_OF_RESOURCES
         assert stored_instances(node) == {}
         assert echo("127.0.0.1", node.port, timeout=TIMEOUT) == SUCCESS
+
+
+def test_a_deflate_bomb_is_refused_with_bounded_memory(tmp_path):
+    """200 KB on the wire that would inflate to 200 MB, against a node that inflates 8 MB at most."""
+    bomb = deflate_bomb(mr_instance("t1_bomb"), 200 * 2**20, tmp_path / "bomb.dcm")
+    assert bomb.stat().st_size < 2**20
+    with start_node(tmp_path, dicom={"max_inflated_megabytes": 8}) as node:
+        tracemalloc.start()
+        try:
+            (result,) = send_files("127.0.0.1", node.port, [bomb], timeout=TIMEOUT)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert result.status == StoreStatus.CANNOT_UNDERSTAND
+        assert peak < 40 * 2**20
+        assert stored_instances(node) == {}
+
+
+def test_a_300_character_uid_is_refused_for_good_in_files_mode_too(tmp_path):
+    """Its file name would be too long for the file system: once 0xA700 (retry later), which never helps."""
+    ds = mr_instance("t1_long_uid_files")
+    ds.SOPInstanceUID = "1.2." + "3" * 296
+    ds.preamble = bytes(128)
+    (tmp_path / "in").mkdir()
+    dcmwrite(tmp_path / "in" / "long.dcm", ds, enforce_file_format=False)  # the file meta keeps a valid UID
+    with start_node(tmp_path, storage={"mode": "files"}) as node:
+        (result,) = send_files("127.0.0.1", node.port, [tmp_path / "in" / "long.dcm"], timeout=TIMEOUT)
+        assert result.status == StoreStatus.DOES_NOT_MATCH_SOP_CLASS
+        assert stored_instances(node) == {}

@@ -93,6 +93,26 @@ def test_hostile_uids_cannot_write_outside_the_storage_folder(tmp_path):
     ]
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_non_conforming_uids_keep_a_file_each(tmp_path):
+    uids = ["7.7.7a", "7.7.7b", "7.7.7_", ".", "..", "...", "1.2.3"]
+    datasets = []
+    for uid in uids:
+        ds = mr_instance(f"t1 {uid}", study_uid="7.7", series_uid="7.7.7")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+        datasets.append(ds)
+    paths = write_files(datasets, tmp_path / "in")
+    with start_node(tmp_path, storage={"mode": "files"}) as node:
+        assert statuses(send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)) == [0x0000] * len(uids)
+        stored = stored_instances(node)
+    files = {uid: Path(stored[uid].file_path) for uid in uids}
+    assert len(set(files.values())) == len(uids)
+    assert files["1.2.3"].name == "1.2.3.dcm"  # a conforming UID is the file's name as it is
+    for uid, path in files.items():
+        assert path.parent == tmp_path / "received" / "7.7" / "7.7.7"
+        assert pydicom.dcmread(path).SOPInstanceUID == uid
+
+
 def dataset_bytes(path):
     """A DICOM file's encoded dataset, after its preamble and file meta."""
     _, offset = split_dataset(path)
@@ -168,7 +188,7 @@ def test_both_ends_set_tcp_nodelay(tmp_path):
         assoc.release()
 
 
-# ---- TLS, with certificates made by the pki fixture (tests/conftest.py) -------------------------------
+# ---- TLS, with the certificates of conftest.py's pki ----------------------------------------------
 
 
 def test_tls_association_with_client_certificates(tmp_path, pki):

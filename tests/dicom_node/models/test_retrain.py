@@ -97,7 +97,8 @@ def test_corrections_change_predictions_after_retraining(site):
     assert (first.version, first.path, first.active) == (configured.version, settings.model.path, False)
     assert candidate.active and candidate.metrics["gate"]["passed"] and candidate.metrics["corrections"] == 1
     version_folder = folder / "models" / candidate.path.rsplit("/", 1)[-1]
-    assert (version_folder / "corrections.csv").read_text().startswith("description,label,who,note,created_at")
+    (kept,) = json.loads((version_folder / "corrections.json").read_text())
+    assert list(kept) == ["description", "label", "who", "note", "created_at"]
     assert not (version_folder / "checkpoint").exists()
 
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
+import time
+import tracemalloc
+from pathlib import Path
 
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from dicom_node.cli.main import cli
+from dicom_node.reports import importers
 from dicom_node.reports.importers import import_reports
 from dicom_node.store.database import Store
 from dicom_node.store.tables import Report
+from tests.support.helpers_dicom import TIMEOUT
 from tests.support.paths import DATA
 
 ORU = DATA / "oru_r01.hl7"
@@ -224,3 +231,76 @@ def test_cli_imports_a_folder_reports_refusals_on_stderr_and_exits_1(tmp_path):
     assert (again.exit_code, again.stdout) == (0, "0 reports added, 3 already there, 0 refused\n")
     forced = run("--format", "text", "--accession", "ACC5151", folder / "notes.doc")
     assert (forced.exit_code, forced.stdout) == (0, "1 reports added, 0 already there, 0 refused\n")
+
+
+# ---- hostile files: devices, FIFOs, huge files and messages ----------------------------------------
+
+
+def oru_message(number: int, observations: int = 1, attachment: int = 0) -> str:
+    """An ORU^R01 with `observations` text OBX segments, and an encapsulated (ED) one of `attachment`
+    bytes, which the importer does not keep."""
+    segments = [
+        f"MSH|^~\\&|RIS|HOSP|SLM|NODE|20240101||ORU^R01|MSG{number}|P|2.5",
+        f"OBR|1||ACC{number}",
+        *(f"OBX|{i}|TX|18782-3^FINDINGS^LN||No acute disease.||||||F" for i in range(1, observations + 1)),
+    ]
+    if attachment:
+        segments.append(f"OBX|{observations + 1}|ED|PDF^Report^L||^AP^^Base64^{'A' * attachment}||||||F")
+    return "\r".join(segments) + "\r"
+
+
+def in_a_thread(function, *args):
+    """function(*args), or AssertionError if it has not returned within TIMEOUT (a FIFO read blocks)."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)), daemon=True)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert result, f"{function.__name__} still running after {TIMEOUT} s"
+    return result[0]
+
+
+def test_devices_fifos_and_links_to_them_are_refused_with_a_clear_message(store, tmp_path):
+    fifo = tmp_path / "feed.hl7"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.hl7").symlink_to("/dev/zero")
+    paths = [fifo, tmp_path / "zero.hl7", Path("/dev/zero"), ORU]
+    added, _, refused = counts(in_a_thread(import_reports, store, paths))
+    assert added == 2  # the ORU file after them
+    assert [where for where, _ in refused] == [str(path) for path in paths[:3]]
+    assert all("not a regular file" in why for _, why in refused)
+
+
+def test_reports_are_committed_in_batches(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(importers, "COMMIT_EVERY", 10)  # 500 in use; 25 reports parse faster than 1,100
+    path = tmp_path / "many.hl7"
+    path.write_text("".join(oru_message(number) for number in range(1, 26)))
+    commits = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    assert counts(import_reports(store, [path])) == (25, 0, [])
+    assert len(commits) == 3  # 10 + 10 + 5, not a transaction each
+
+
+def test_a_large_hl7_file_is_read_as_a_stream(store, tmp_path):
+    path = tmp_path / "large.hl7"
+    with path.open("w") as file:
+        for number in range(1, 101):
+            file.write(oru_message(number, attachment=200_000))
+    assert path.stat().st_size > 19 * 2**20
+    tracemalloc.start()
+    try:
+        summary = import_reports(store, [path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counts(summary) == (100, 0, [])
+    assert peak < 12 * 2**20  # a message at a time, never the whole file
+
+
+def test_a_message_with_thousands_of_segments_is_refused_quickly(store, tmp_path):
+    path = tmp_path / "huge.hl7"
+    path.write_text(oru_message(1) + oru_message(2, observations=20_000) + oru_message(3))
+    started = time.monotonic()
+    added, _, refused = counts(import_reports(store, [path]))
+    assert time.monotonic() - started < 5
+    assert added == 2
+    assert refused == [(f"{path}: message 2 (line 4)", "more than 1000 segments or 1 MB: not one report")]

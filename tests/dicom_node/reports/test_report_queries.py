@@ -164,6 +164,14 @@ def test_export_csv_has_the_labels_as_columns_and_json_as_an_object(slmnode, tmp
     assert exported[0]["findings"] == "Cardiomegaly. Small pleural effusion."
 
 
+def test_csv_export_escapes_formula_cells(slmnode, store_url):
+    store = Store(store_url)
+    record_report(store, ReportRecord("csv:5", "csv", "9.9.8", "=1+1", findings='=HYPERLINK("http://evil.example")'))
+    store.close()
+    (row,) = [row for row in csv.DictReader(io.StringIO(slmnode("export"))) if row["study_uid"] == "9.9.8"]
+    assert row["findings"] == '\'=HYPERLINK("http://evil.example")' and row["accession_number"] == "'=1+1"
+
+
 class OtherReader(KeywordReader):
     """A second model version, with impressions of its own."""
 
