@@ -70,6 +70,7 @@ class HarmonizerSettings(_Section):
     kind: Literal["auto", "rules", "slm"] = "auto"
     batch_size: int = Field(64, ge=1)
     poll_seconds: float = Field(2.0, gt=0, strict=False)
+    claim_seconds: float = Field(120.0, gt=0, strict=False)
     retry_seconds: float = Field(30.0, gt=0, strict=False)
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
 

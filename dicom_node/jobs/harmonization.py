@@ -31,13 +31,14 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = mappings.queued_descriptions(self.store, self.settings.batch_size)
+        texts = mappings.claim_descriptions(self.store, self.settings.batch_size, self.settings.claim_seconds)
         if not texts:
             return 0
         done, failures = run_in_halves(texts, self.harmonizer.harmonize)
         if done:
             mapped, predictions = zip(*done)
             mappings.save_predictions(self.store, list(mapped), list(predictions))
+            log.info("harmonized %d descriptions with %s", len(done), self.harmonizer.version)  # counts only
         if failures:
             # Counts and the error only: descriptions stay out of the log.
             log.warning(
