@@ -15,6 +15,7 @@ import pydicom
 import pytest
 import yaml
 
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance, write_files
 from dicom_node.dicom.sender import send_files, wait_until_answering
 from dicom_node.store.database import Store
@@ -30,7 +31,7 @@ def write_config(path, port, folder, poll_seconds):
     settings = {
         "dicom": {"bind_address": "127.0.0.1", "port": port, "network_timeout": TIMEOUT},
         "storage": {"mode": "files", "folder": str(folder / "received")},
-        "store": {"url": f"sqlite:///{folder / 'node.sqlite'}"},
+        "store": {"url": store_url(folder, "node")},
         "harmonizer": {"kind": "rules", "poll_seconds": poll_seconds},
     }
     path.write_text(yaml.safe_dump(settings))
@@ -86,7 +87,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
     assert not sender.is_alive()
     assert KILL_AFTER <= len(acknowledged) < INSTANCES, "the node died after the stream ended"
 
-    store = Store(f"sqlite:///{tmp_path / 'node.sqlite'}")
+    store = Store(store_url(tmp_path, "node"))
     stored = stored_instances(store)
     by_path = dict(zip(paths, datasets))
     for path in acknowledged:

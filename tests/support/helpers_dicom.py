@@ -1,4 +1,4 @@
-"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real SQLite store, a bound port;
+"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real store (tests/support/databases.py), a bound port;
 and instance records as the SCP hands them to the store."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dicom_node.node import Node
 from dicom_node.dicom.header import InstanceRecord
 from dicom_node.store.tables import Description, Instance, Series
 from slm.harmonizer import Prediction
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance
 
 TIMEOUT = 10.0  # seconds any single DICOM exchange in a test may take
@@ -37,7 +38,7 @@ def node_settings(tmp_path: Path, dicom: dict | None = None, storage: dict | Non
     return Settings.model_validate(
         {
             "dicom": {"bind_address": "127.0.0.1", "port": 0, "network_timeout": TIMEOUT, **(dicom or {})},
-            "store": {"url": f"sqlite:///{tmp_path / 'node.sqlite'}"},
+            "store": {"url": store_url(tmp_path, "node")},
             "storage": {"mode": "metadata", "folder": str(tmp_path / "received"), **(storage or {})},
             "harmonizer": {"poll_seconds": 0.1},
             **sections,
@@ -59,7 +60,7 @@ def free_port() -> int:
 
 
 def stored_instances(node_or_store) -> dict:
-    """SOP Instance UID -> row (.description, .modality, .transfer_syntax, .file_path), read back from SQLite."""
+    """SOP Instance UID -> row (.description, .modality, .transfer_syntax, .file_path), read back from the store."""
     store = getattr(node_or_store, "store", node_or_store)
     query = (
         select(
