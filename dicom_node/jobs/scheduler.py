@@ -112,7 +112,7 @@ class NodeScheduler:
 
     def start(self) -> None:
         # The job table made here, as the store's tables are made, one process at a time: APScheduler's
-        # own check-then-create fails in a node started together with another on an empty database.
+        # own check-then-create fails in a node started together with another.
         with self._job_store.engine.begin() as conn:
             one_upgrade_at_a_time(conn)
             self._job_store.jobs_t.create(conn, checkfirst=True)

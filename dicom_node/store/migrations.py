@@ -145,11 +145,13 @@ UPGRADE_LOCK = 0x736C6D6E6F6465
 
 def one_upgrade_at_a_time(conn: Connection) -> None:
     """Nodes started together on one database must not all create or upgrade its tables (one would fail on
-    the others' half-made tables). On PostgreSQL the transaction takes an advisory lock, held until it
-    ends; on SQLite it already holds the write lock (the Store's write engine begins BEGIN IMMEDIATE).
-    Whoever waited then finds the schema made and has nothing to do."""
+    the others' half-made tables). On PostgreSQL the transaction takes an advisory lock, on SQLite the
+    write lock (BEGIN IMMEDIATE, unless it began so: the Store's write engine does), held until it ends.
+    Whoever waited then finds the tables made and has nothing to do."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def upgrade(engine: Engine, metadata: MetaData) -> int:

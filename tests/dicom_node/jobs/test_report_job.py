@@ -17,6 +17,7 @@ from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance, sr_instance, write_files
 from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from tests.support.store_counts import count_instances
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select, text
 
 from dicom_node.models import registry
@@ -24,7 +25,7 @@ from dicom_node.config import ReportSettings
 from dicom_node.cli.main import cli
 from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.jobs.reports import ReportJob
-from dicom_node.jobs.scheduler import JOB_TABLE
+from dicom_node.jobs.scheduler import JOB_TABLE, NodeScheduler
 from dicom_node.dicom.sender import send_files
 from dicom_node.reports.record import ReportRecord
 from dicom_node.store.database import Store
@@ -388,6 +389,32 @@ def test_a_run_missed_while_no_node_was_up_comes_at_the_next_start(tmp_path, tin
     with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         # Overdue, it runs at once, not a whole interval after the start as a new schedule would.
         assert wait_for(lambda: len(results(node.store)) == 2, seconds=1.5)
+
+
+def test_schedulers_started_at_once_on_one_database_all_start(url):
+    """Nodes started together: their schedulers make the job table once, between them."""
+    Store(url).close()  # the store's own tables, made as a node makes them before its scheduler starts
+    schedulers = [NodeScheduler(url) for _ in range(4)]
+    for scheduler in schedulers:
+        scheduler.add(REPORT_JOB_ID, lambda: None, IntervalTrigger(seconds=3600))
+    together = threading.Barrier(len(schedulers))
+    errors = []
+
+    def start(scheduler):
+        together.wait(timeout=30)
+        try:
+            scheduler.start()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(scheduler,)) for scheduler in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for scheduler in schedulers:
+        scheduler.stop()
+    assert errors == []
 
 
 def test_a_new_model_version_processes_every_report_again_once(url, tiny):
