@@ -155,10 +155,7 @@ def one_upgrade_at_a_time(conn: Connection) -> None:
 
 
 def upgrade(engine: Engine, metadata: MetaData) -> int:
-    """Create or upgrade the schema in place, one process at a time; the version the store now has.
-
-    `engine` begins write transactions (on SQLite, BEGIN IMMEDIATE: see store.database._sqlite_engine).
-    """
+    """Create or upgrade the schema in place, one process at a time; the version the store now has."""
     with engine.begin() as conn:
         one_upgrade_at_a_time(conn)
         version = stored_version(conn)

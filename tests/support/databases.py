@@ -1,10 +1,11 @@
 """Where a test's stores live: SQLite files in the test's folder, or, when SLMNODE_TEST_DB_URL names a
 PostgreSQL server (postgresql+psycopg://user@127.0.0.1:55432/postgres), databases of their own there,
 made fresh for the test and dropped after it (tests/conftest.py). The same suite then shows that the
-store behaves the same on both."""
+store behaves the same on both. The ingest benchmark makes its PostgreSQL stores here too."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -15,7 +16,6 @@ from sqlalchemy.engine import Engine, make_url
 SERVER = os.environ.get("SLMNODE_TEST_DB_URL") or None
 
 _made: dict[str, Path] = {}  # databases made on SERVER and not dropped yet: the folder each was made for
-_admin: Engine | None = None
 
 
 def store_url(folder: Path, name: str = "store") -> str:
@@ -25,23 +25,35 @@ def store_url(folder: Path, name: str = "store") -> str:
         return f"sqlite:///{folder / name}.sqlite"
     database = "slmnode_test_" + hashlib.sha256(str(folder / name).encode()).hexdigest()[:24]
     if database not in _made:
-        _run(f'CREATE DATABASE "{database}"')
         _made[database] = folder
+        return make_database(SERVER, database)
     return make_url(SERVER).set(database=database).render_as_string(hide_password=False)
 
 
 def drop_databases(under: Path | None = None) -> None:
-    """Drop what store_url made on the server (for folders `under` a folder, or all); connections a test left
-    open (a killed node's) go too."""
+    """Drop what store_url made on the server (for folders `under` a folder, or all)."""
     for database, folder in list(_made.items()):
         if under is None or folder.is_relative_to(under):
-            _run(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            drop_database(SERVER, database)
             del _made[database]
 
 
-def _run(statement: str) -> None:
-    global _admin
-    if _admin is None:
-        _admin = create_engine(SERVER, isolation_level="AUTOCOMMIT")
-    with _admin.connect() as conn:
+def make_database(server: str, database: str) -> str:
+    """A new, empty database on the server at URL `server`; its URL."""
+    _run(server, f'CREATE DATABASE "{database}"')
+    return make_url(server).set(database=database).render_as_string(hide_password=False)
+
+
+def drop_database(server: str, database: str) -> None:
+    """Drop it, with the connections still open to it (a killed node's)."""
+    _run(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@functools.cache
+def _admin(server: str) -> Engine:
+    return create_engine(server, isolation_level="AUTOCOMMIT")
+
+
+def _run(server: str, statement: str) -> None:
+    with _admin(server).connect() as conn:
         conn.execute(text(statement))

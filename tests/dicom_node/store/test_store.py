@@ -345,6 +345,35 @@ def test_a_database_that_is_not_a_store_is_refused(url):
         Store(url)
 
 
+def test_workers_sharing_a_queue_claim_each_description_once(url):
+    """Two stores stand for two nodes' workers: a claimed description is left to its claimer."""
+    stores = [Store(url), Store(url)]
+    texts = [f"desc {n}" for n in range(40)]
+    for n, description in enumerate(texts):
+        stores[0].record_instance(record(f"8.{n}", series=f"8.{n}", description=description))
+    claimed = []
+
+    def worker(k):
+        while batch := queries.claim_descriptions(stores[k % 2], 3, seconds=60):
+            claimed.extend(batch)
+
+    assert at_once(4, worker) == []
+    assert sorted(claimed) == sorted(texts)
+    assert queries.queued_descriptions(stores[1], 50) == []  # all claimed, none mapped yet
+    for store in stores:
+        store.close()
+
+
+def test_a_claim_nobody_finished_comes_due_again(store):
+    store.record_instance(record("8.1", series="8.1", description="ep2d_diff"))
+    assert queries.claim_descriptions(store, 10, seconds=0.3) == ["ep2d_diff"]
+    assert queries.claim_descriptions(store, 10, seconds=0.3) == []
+    time.sleep(0.4)  # as when the node that claimed it died
+    assert queries.claim_descriptions(store, 10, seconds=60) == ["ep2d_diff"]
+    queries.save_predictions(store, ["ep2d_diff"], [Prediction("DWI", 0.9, "rules-1")])
+    assert count_queued(store) == 0
+
+
 def test_a_new_description_is_mapped_before_re_harmonized_ones(store):
     store.record_instance(record("1.1", series="9.1", description="t1_mprage"))
     queries.save_predictions(store, ["t1_mprage"], [Prediction("T1", 0.9, "old-1")])
