@@ -132,9 +132,8 @@ class Receiver:
             command = [sys.executable, "-m", "dicom_node.cli", "--config", str(config), "serve"]
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def stored(self, store_url: str | None, server: str | None) -> int | None:
-        """Instances the node's store holds after a run (None for receivers without a store); a PostgreSQL
-        store is dropped then."""
+    def stored(self, store_url: str | None) -> int | None:
+        """Instances the node's store holds after a run (None for receivers without a store)."""
         if store_url is None:
             return None
         from tests.support.store_counts import count_instances
@@ -144,8 +143,11 @@ class Receiver:
             return count_instances(store)
         finally:
             store.close()
-            if self.postgres:
-                drop_database(server, make_url(store_url).database)
+
+    def drop_store(self, store_url: str | None, server: str | None) -> None:
+        """A PostgreSQL store goes when its measurement ends (a SQLite one with the folder)."""
+        if self.postgres:
+            drop_database(server, make_url(store_url).database)
 
 
 def add_report_backlog(store_url: str, count: int) -> None:
@@ -248,24 +250,27 @@ def measure(
     workdir = Path(tempfile.mkdtemp(dir=workroot))
     ports = [free_port() for _ in range(receiver.nodes)]
     store_url = receiver.store_url(workdir, server)
-    processes = receiver.start(ports, workdir, store_url)
     try:
-        if receiver.kind == "dcmtk":
-            folders = [[files[0].parent] for files in parts] if parallel else [[files[0].parent for files in parts]]
-            seconds, succeeded, failures = send_dcmtk(ports[0], folders)
-        else:
-            batches = parts if parallel else [[path for files in parts for path in files]]
-            seconds, succeeded, failures = send_pynetdicom(
-                [(ports[n % len(ports)], files) for n, files in enumerate(batches)]
-            )
+        processes = receiver.start(ports, workdir, store_url)
+        try:
+            if receiver.kind == "dcmtk":
+                folders = [[files[0].parent] for files in parts] if parallel else [[files[0].parent for files in parts]]
+                seconds, succeeded, failures = send_dcmtk(ports[0], folders)
+            else:
+                batches = parts if parallel else [[path for files in parts for path in files]]
+                seconds, succeeded, failures = send_pynetdicom(
+                    [(ports[n % len(ports)], files) for n, files in enumerate(batches)]
+                )
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(60)
+        stored = receiver.stored(store_url)
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(60)
+        receiver.drop_store(store_url, server)
+        shutil.rmtree(workdir, ignore_errors=True)
     sent = sum(len(files) for files in parts)
-    stored = receiver.stored(store_url, server)
-    shutil.rmtree(workdir, ignore_errors=True)
     if succeeded != sent or stored not in (None, sent):
         print(f"  {succeeded}/{sent} Success ({dict(failures)}), {stored} stored: not counted", file=sys.stderr)
         return None
@@ -309,8 +314,8 @@ def main(argv=None) -> None:
     parser.add_argument("--only", action="append", metavar="TEXT",
                         help="only the receivers whose name contains TEXT (repeatable); the bare SCP always runs")
     parser.add_argument("--postgres", metavar="URL",
-                        help="a PostgreSQL server (postgresql+psycopg://user@host:port/postgres) for the PostgreSQL rows; "
-                        "each measurement makes a database of its own there and drops it")
+                        help="a PostgreSQL server (postgresql+psycopg://user@host:port/postgres) for the PostgreSQL "
+                        "rows; each measurement makes a database of its own there and drops it")
     parser.add_argument("--bare-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_scp:

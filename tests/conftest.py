@@ -68,7 +68,8 @@ def postgres_server():
 
 @pytest.fixture
 def url(tmp_path):
-    """The URL of a store of this test's own (tests/support/databases.py), for tests that open (and reopen) it themselves."""
+    """The URL of a store of this test's own (tests/support/databases.py), for tests that open (and
+    reopen) it themselves."""
     return store_url(tmp_path)
 
 

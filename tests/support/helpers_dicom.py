@@ -1,5 +1,5 @@
-"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real store (tests/support/databases.py), a bound port;
-and instance records as the SCP hands them to the store."""
+"""A real node on 127.0.0.1 for the DICOM tests: settings in tmp_path, a real store (tests/support/databases.py),
+a bound port; `slmnode serve` in a process of its own; and instance records as the SCP hands them to the store."""
 
 from __future__ import annotations
 
