@@ -18,6 +18,7 @@ models/registry.py.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -51,6 +52,7 @@ class StoreError(Exception):
 
 
 SYNCHRONOUS = ("full", "normal")  # SQLite's synchronous settings the node accepts
+BUSY_SECONDS = 30  # how long a SQLite connection waits for another's lock
 
 
 def insert_ignore(engine: Engine, table):
@@ -87,8 +89,8 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")  # first: another process may be making the file WAL now
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
+        _into_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -117,6 +119,20 @@ def _server_engine(url: str) -> Engine:
             name, driver, scheme = extra
             message += f": pip install '{name}' installs {driver}, for store URLs that begin {scheme}"
         raise StoreError(message) from None
+
+
+def _into_wal(cursor) -> None:
+    """PRAGMA journal_mode=WAL, waiting out another connection that is doing the same (nodes started
+    together on a new file): the exclusive lock it takes is not waited for by busy_timeout."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class DriverInsert:

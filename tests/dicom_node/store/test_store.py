@@ -274,7 +274,8 @@ def schema(url: str) -> dict:
     }
 
 
-def test_stores_opened_at_once_on_an_empty_database_all_open(url):
+@pytest.mark.parametrize("round_", range(10))  # a race: each round is a new chance to lose it
+def test_stores_opened_at_once_on_an_empty_database_all_open(url, round_):
     """Nodes started together: one creates the schema, the others wait for it and find it made."""
     opened: list[Store] = []
     start = threading.Barrier(6)
