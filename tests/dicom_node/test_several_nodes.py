@@ -34,7 +34,6 @@ from tests.support.store_counts import count_instances, count_queued
 STUDY = "1.2.826.0.1.3680043.8.498.77"  # the studies' UIDs begin so
 PER_SERIES = 8
 REPORTS = 6
-SENDER_TIMEOUT = 5.0  # pynetdicom notices a dead peer only when a response is this late
 
 
 def node_config(path: Path, port: int, url: str, model_folder: Path) -> Path:
@@ -158,17 +157,17 @@ def test_two_nodes_on_one_postgresql_database(tmp_path, postgres_server, tiny_mo
         acknowledged, b_outcomes = [], []
         streams = [
             threading.Thread(target=send_files, args=("127.0.0.1", ports[0], to_a), kwargs={
-                "timeout": SENDER_TIMEOUT, "on_outcome": lambda o: o.status == 0 and acknowledged.append(o.path)}),
+                "timeout": TIMEOUT, "on_outcome": lambda o: o.status == 0 and acknowledged.append(o.path)}),
             threading.Thread(target=send_files, args=("127.0.0.1", ports[1], to_b[::2]), kwargs={
                 "timeout": TIMEOUT, "on_outcome": b_outcomes.append}),
         ]
         for stream in streams:
             stream.start()
-        assert wait_for(lambda: len(acknowledged) >= 40, 60), "the stream to node a stalled"
+        assert wait_for(lambda: len(acknowledged) >= 40, 60), f"the stream to node a stalled at {len(acknowledged)}"
         nodes[0].kill()
         nodes[0].wait()
         for stream in streams:
-            stream.join(SENDER_TIMEOUT * 3)
+            stream.join(TIMEOUT * 3)  # pynetdicom notices a dead peer only when a response is TIMEOUT late
         assert len(acknowledged) < len(to_a), "node a died after its stream ended"
         b_outcomes += send_files("127.0.0.1", ports[1], to_b[1::2], timeout=TIMEOUT)  # after the kill
         assert [o.status for o in b_outcomes] == [0] * len(to_b)
