@@ -10,6 +10,8 @@ Receivers, each in its own process on 127.0.0.1:
   node, not of the machine);
 - the metadata node again with 2,000 reports waiting for the report job (the embedded model, CPU):
   once as shipped, the job yielding to ingest (reports.ingest_quiet_seconds 5), once not yielding;
+- with --postgres: the metadata node with its store on PostgreSQL, then two such nodes sharing one
+  database, the associations split between them (8 associations only: one cannot be split);
 - DCMTK storescp --ignore --fork, fed by DCMTK storescu (TCP_NODELAY=1), when both are on PATH: native code.
 Senders: `dicom_node.dicom.sender.send_files` (TCP_NODELAY, files sent as they are), one process per
 association so the senders do not share a GIL; DCMTK storescu for the DCMTK row. Each receiver gets
@@ -17,6 +19,7 @@ one association with every instance, then 8 associations at once with an eighth 
 the whole set, interleaved, and the table shows the median of the rounds.
 
     python -m bench.ingest --instances 1000 --rounds 3 --output bench/ingest.md
+    python -m bench.ingest --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres --only PostgreSQL
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ from pathlib import Path
 
 import pynetdicom
 import yaml
+from sqlalchemy.engine import make_url
 
 from dicom_node.dicom.sender import AssociationFailed, send_files, wait_until_answering
 from dicom_node.reports.record import ReportRecord
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
+from tests.support.databases import drop_database, make_database
 
 PARALLEL = 8
 REPORT_BACKLOG = 2000  # more than the embedded model labels during one measurement
@@ -78,16 +83,35 @@ class Receiver:
     synchronous: str = "full"  # node: store.synchronous
     report_backlog: int = 0  # node: reports waiting for the report job (which then runs the embedded model)
     ingest_quiet_seconds: float = 5.0  # node: reports.ingest_quiet_seconds
+    postgres: bool = False  # node: the store is a new database on the --postgres server, not a SQLite file
+    nodes: int = 1  # node: processes sharing the store, the associations sent to them in turn
 
-    def start(self, port: int, workdir: Path) -> subprocess.Popen:
+    def store_url(self, workdir: Path, server: str | None) -> str | None:
+        """A new store for one measurement (None for receivers without one)."""
+        if self.kind != "node":
+            return None
+        if self.postgres:
+            return make_database(server, f"slmnode_bench_{workdir.name.lower()}")
+        return f"sqlite:///{workdir / 'node.sqlite'}"
+
+    def start(self, ports: list[int], workdir: Path, store_url: str | None) -> list[subprocess.Popen]:
+        """One process per port, all started at once, once each answers."""
+        processes = [self._start(port, workdir, store_url) for port in ports]
+        for port, process in zip(ports, processes):
+            if not wait_until_answering("127.0.0.1", port, 60, lambda: process.poll() is None):
+                for started in processes:
+                    started.kill()
+                raise RuntimeError(f"{self.name} did not start")
+        return processes
+
+    def _start(self, port: int, workdir: Path, store_url: str | None) -> subprocess.Popen:
         env = {**os.environ, "TCP_NODELAY": "1"}
         if self.kind == "bare":
             command = [sys.executable, "-m", "bench.ingest", "--bare-scp", str(port)]
         elif self.kind == "dcmtk":
             command = [find_dcmtk("storescp"), "--ignore", "--fork", "-aet", "STORESCP", str(port)]
         else:
-            config = workdir / "node.yaml"
-            store_url = f"sqlite:///{workdir / 'node.sqlite'}"
+            config = workdir / f"node-{port}.yaml"
             reports = {"interval_seconds": 0}  # no model in the process unless the row asks for the report job
             if self.report_backlog:
                 add_report_backlog(store_url, self.report_backlog)
@@ -106,23 +130,24 @@ class Receiver:
                 )
             )
             command = [sys.executable, "-m", "dicom_node.cli", "--config", str(config), "serve"]
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until_answering("127.0.0.1", port, 60, lambda: process.poll() is None):
-            process.kill()
-            raise RuntimeError(f"{self.name} did not start")
-        return process
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def stored(self, workdir: Path) -> int | None:
+    def stored(self, store_url: str | None) -> int | None:
         """Instances the node's store holds after a run (None for receivers without a store)."""
-        if self.kind != "node":
+        if store_url is None:
             return None
         from tests.support.store_counts import count_instances
 
-        store = Store(f"sqlite:///{workdir / 'node.sqlite'}")
+        store = Store(store_url)
         try:
             return count_instances(store)
         finally:
             store.close()
+
+    def drop_store(self, store_url: str | None, server: str | None) -> None:
+        """A PostgreSQL store goes when its measurement ends (a SQLite one with the folder)."""
+        if self.postgres:
+            drop_database(server, make_url(store_url).database)
 
 
 def add_report_backlog(store_url: str, count: int) -> None:
@@ -154,11 +179,12 @@ def _pynetdicom_sender(port: int, files: list[Path], go, results) -> None:
     results.put((start, time.monotonic(), sum(o.status == 0 for o in outcomes), failures))
 
 
-def send_pynetdicom(port: int, batches: list[list[Path]]) -> tuple[float, int, Counter]:
-    """(seconds from the first association's start to the last one's end, Success count, failures)."""
+def send_pynetdicom(batches: list[tuple[int, list[Path]]]) -> tuple[float, int, Counter]:
+    """One association per (port, files), all at once: (seconds from the first association's start to the
+    last one's end, Success count, failures)."""
     context = multiprocessing.get_context("fork")  # the senders start with everything imported
     go, results = context.Barrier(len(batches) + 1), context.Queue()
-    senders = [context.Process(target=_pynetdicom_sender, args=(port, files, go, results)) for files in batches]
+    senders = [context.Process(target=_pynetdicom_sender, args=(port, files, go, results)) for port, files in batches]
     for sender in senders:
         sender.start()
     go.wait()
@@ -221,24 +247,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def measure(receiver: Receiver, parts: list[list[Path]], parallel: bool, workroot: Path) -> float | None:
+def measure(
+    receiver: Receiver, parts: list[list[Path]], parallel: bool, workroot: Path, server: str | None
+) -> float | None:
     """Instances per second for one receiver, one association or PARALLEL at once; None if any failed."""
     workdir = Path(tempfile.mkdtemp(dir=workroot))
-    port = free_port()
-    process = receiver.start(port, workdir)
+    ports = [free_port() for _ in range(receiver.nodes)]
+    store_url = receiver.store_url(workdir, server)
     try:
-        if receiver.kind == "dcmtk":
-            folders = [[files[0].parent] for files in parts] if parallel else [[files[0].parent for files in parts]]
-            seconds, succeeded, failures = send_dcmtk(port, folders)
-        else:
-            batches = parts if parallel else [[path for files in parts for path in files]]
-            seconds, succeeded, failures = send_pynetdicom(port, batches)
+        processes = receiver.start(ports, workdir, store_url)
+        try:
+            if receiver.kind == "dcmtk":
+                folders = [[files[0].parent] for files in parts] if parallel else [[files[0].parent for files in parts]]
+                seconds, succeeded, failures = send_dcmtk(ports[0], folders)
+            else:
+                batches = parts if parallel else [[path for files in parts for path in files]]
+                seconds, succeeded, failures = send_pynetdicom(
+                    [(ports[n % len(ports)], files) for n, files in enumerate(batches)]
+                )
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(60)
+        stored = receiver.stored(store_url)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        receiver.drop_store(store_url, server)
+        shutil.rmtree(workdir, ignore_errors=True)
     sent = sum(len(files) for files in parts)
-    stored = receiver.stored(workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
     if succeeded != sent or stored not in (None, sent):
         print(f"  {succeeded}/{sent} Success ({dict(failures)}), {stored} stored: not counted", file=sys.stderr)
         return None
@@ -248,9 +284,10 @@ def measure(receiver: Receiver, parts: list[list[Path]], parallel: bool, workroo
 def table(results: dict[str, dict[bool, list[float]]], receivers: list[Receiver], args, size: int) -> str:
     """The Markdown table; receivers[0] is the bare SCP every ratio is taken against."""
 
-    def median(rates: list[float | None]) -> float:
+    def median(rates: list[float | None]) -> float | None:
+        """None when not measured (one association cannot be split between nodes); nan when every try failed."""
         counted = [rate for rate in rates if rate is not None]
-        return statistics.median(counted) if counted else float("nan")
+        return statistics.median(counted) if counted else float("nan") if rates else None
 
     bare = {parallel: median(results[receivers[0].name][parallel]) for parallel in (False, True)}
     lines = [
@@ -265,7 +302,7 @@ def table(results: dict[str, dict[bool, list[float]]], receivers: list[Receiver]
         cells = []
         for parallel in (False, True):
             rate = median(results[receiver.name][parallel])
-            cells += [f"{rate:.0f}", f"{rate / bare[parallel]:.2f}x"]
+            cells += ["–", "–"] if rate is None else [f"{rate:.0f}", f"{rate / bare[parallel]:.2f}x"]
         lines.append(f"| {receiver.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -280,6 +317,9 @@ def main(argv=None) -> None:
     parser.add_argument("--no-dcmtk", action="store_true", help="leave out DCMTK even when it is installed")
     parser.add_argument("--only", action="append", metavar="TEXT",
                         help="only the receivers whose name contains TEXT (repeatable); the bare SCP always runs")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="a PostgreSQL server (postgresql+psycopg://user@host:port/postgres) for the PostgreSQL "
+                        "rows; each measurement makes a database of its own there and drops it")
     parser.add_argument("--bare-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_scp:
@@ -296,6 +336,13 @@ def main(argv=None) -> None:
         Receiver("slmnode, metadata only, report job with a backlog, not yielding (ingest_quiet_seconds 0)", "node",
                  "metadata", report_backlog=REPORT_BACKLOG, ingest_quiet_seconds=0.0),
     ]
+    if args.postgres:
+        receivers += [
+            Receiver("slmnode, metadata only, PostgreSQL (row committed before Success)", "node", "metadata",
+                     postgres=True),
+            Receiver("two slmnode nodes, metadata only, one PostgreSQL database (4 associations each)", "node",
+                     "metadata", postgres=True, nodes=2),
+        ]
     if not args.no_dcmtk and find_dcmtk("storescu") and find_dcmtk("storescp"):
         receivers.append(Receiver("DCMTK storescu -> storescp --ignore (native reference)", "dcmtk"))
     if args.only:
@@ -307,8 +354,8 @@ def main(argv=None) -> None:
         results = {r.name: {False: [], True: []} for r in receivers}
         for round_number in range(1, args.rounds + 1):
             for receiver in receivers:
-                for parallel in (False, True):
-                    rate = measure(receiver, parts, parallel, workroot)
+                for parallel in (False, True) if receiver.nodes == 1 else (True,):
+                    rate = measure(receiver, parts, parallel, workroot, args.postgres)
                     results[receiver.name][parallel].append(rate)
                     print(
                         f"round {round_number}: {receiver.name}, {PARALLEL if parallel else 1} association(s): "

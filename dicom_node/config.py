@@ -79,6 +79,7 @@ class HarmonizerSettings(_Section):
     modalities: list[str] = ["MR"]  # series of other modalities are stored, not harmonized
     batch_size: int = Field(64, ge=1)
     poll_seconds: float = Field(2.0, gt=0, strict=False)
+    claim_seconds: float = Field(120.0, gt=0, strict=False)
     retry_seconds: float = Field(30.0, gt=0, strict=False)
     max_retry_seconds: float = Field(3600.0, gt=0, strict=False)
 

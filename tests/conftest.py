@@ -1,4 +1,5 @@
-"""Fixtures every test folder shares: the tiny models, built once per run, and a store in the test's own folder."""
+"""Fixtures every test folder shares: the tiny models, built once per run, and a store of the test's own
+(SQLite in its folder, or a database on the server SLMNODE_TEST_DB_URL names)."""
 
 import os
 
@@ -8,19 +9,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from dicom_node.store.database import Store  # noqa: E402  (after the environment, which the hub reads at import)
+from tests.support import databases  # noqa: E402
+from tests.support.databases import store_url  # noqa: E402
 from tests.support.paths import DATA_AVAILABLE  # noqa: E402
 from training.data import DATA_ROOT, DATA_HELP  # noqa: E402
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked needs_data skip, saying why, where the data sets are not (a clone without ../shared)."""
-    if DATA_AVAILABLE:
-        return
-    skip = pytest.mark.skip(reason=f"needs the data sets, not in {DATA_ROOT.resolve()}: {DATA_HELP}")
-    for item in items:
-        if item.get_closest_marker("needs_data"):
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -39,15 +34,54 @@ def tiny_model_folders(tiny_model_folder, tmp_path_factory):
     return tiny_model_folder, save_tiny_model(tmp_path_factory.mktemp("tiny") / "model-seed1", seed=1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that cannot run here skip, saying why: needs_data where the data sets are not (a clone without
+    ../shared); sqlite_only, tests of SQLite's own behaviour, on a PostgreSQL server (SLMNODE_TEST_DB_URL)."""
+    skips = {}
+    if not DATA_AVAILABLE:
+        skips["needs_data"] = pytest.mark.skip(reason=f"needs the data sets, not in {DATA_ROOT.resolve()}: {DATA_HELP}")
+    if databases.SERVER is not None:
+        skips["sqlite_only"] = pytest.mark.skip(reason="SQLite-specific; SLMNODE_TEST_DB_URL runs the suite on PostgreSQL")
+    for item in items:
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_databases_at_the_end():
+    yield
+    databases.drop_databases()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_databases(request):
+    """A test's databases on the server are its own: those of its tmp_path are dropped when it ends (as SQLite
+    files go with tmp_path); a module's fixture's, at the end of the run."""
+    folder = request.getfixturevalue("tmp_path") if databases.SERVER and "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None:
+        databases.drop_databases(under=folder)
+
+
+@pytest.fixture
+def postgres_server():
+    """The PostgreSQL server SLMNODE_TEST_DB_URL names, for tests that need one; skipped without it."""
+    if databases.SERVER is None or make_url(databases.SERVER).get_backend_name() != "postgresql":
+        pytest.skip("needs a PostgreSQL server: set SLMNODE_TEST_DB_URL (see .ci/run)")
+    return databases.SERVER
+
+
 @pytest.fixture
 def url(tmp_path):
-    """The URL of a SQLite store file in tmp_path, for tests that open (and reopen) the store themselves."""
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    """The URL of a store of this test's own (tests/support/databases.py), for tests that open (and
+    reopen) it themselves."""
+    return store_url(tmp_path)
 
 
 @pytest.fixture
 def store(url):
-    """A real SQLite store in tmp_path, new for each test because tests write to it."""
+    """A real store (SQLite, or PostgreSQL with SLMNODE_TEST_DB_URL), new for each test because tests write to it."""
     store = Store(url)
     yield store
     store.close()

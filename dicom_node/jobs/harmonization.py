@@ -32,7 +32,9 @@ class HarmonizationWorker:
 
     def run_once(self) -> int:
         """Harmonize one batch of due descriptions; how many got mapped."""
-        texts = mappings.queued_descriptions(self.store, self.settings.batch_size, self.settings.modalities)
+        texts = mappings.claim_descriptions(
+            self.store, self.settings.batch_size, self.settings.claim_seconds, self.settings.modalities
+        )
         if not texts:
             return 0
         started = time.perf_counter()

@@ -26,6 +26,7 @@ from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 
+from dicom_node.store.migrations import one_upgrade_at_a_time
 from dicom_node.web.metrics import job_finished
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,10 @@ class NodeScheduler:
             # APScheduler logs each run of each job at INFO, every few seconds for the registry check;
             # the jobs log what they did themselves. Its warnings and errors still come through.
             logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        self._job_store = SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE)
         self.scheduler = _BackgroundScheduler(
             jobstores={
-                "default": SQLAlchemyJobStore(engine=_job_store_engine(url), tablename=JOB_TABLE),
+                "default": self._job_store,
                 PROCESS: MemoryJobStore(),
             },
             executors={name: ThreadPoolExecutor(1) for name in ("default", MODELS, RETRAINING)},
@@ -116,6 +118,11 @@ class NodeScheduler:
         self.scheduler.add_job(target, jobstore=PROCESS)
 
     def start(self) -> None:
+        # The job table made here, as the store's tables are made, one process at a time: APScheduler's
+        # own check-then-create fails in a node started together with another.
+        with self._job_store.engine.begin() as conn:
+            one_upgrade_at_a_time(conn)
+            self._job_store.jobs_t.create(conn, checkfirst=True)
         self.scheduler.start(paused=True)  # paused: the stored jobs are checked before any runs
         for job_id in self._jobs:
             self._store_job(job_id)

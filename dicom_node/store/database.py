@@ -18,6 +18,7 @@ models/registry.py.
 from __future__ import annotations
 
 import queue
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -51,16 +52,24 @@ class StoreError(Exception):
 
 
 SYNCHRONOUS = ("full", "normal")  # SQLite's synchronous settings the node accepts
+BUSY_SECONDS = 30  # how long a SQLite connection waits for another's lock
 
 
 def insert_ignore(engine: Engine, table):
-    """INSERT that skips a row whose unique key is already there, in the database's own words."""
+    """INSERT that skips a row whose unique key is already there, in the database's own words.
+
+    Its result's rowcount says how many rows went in (1 or 0 for one row), as every driver reports it
+    for a plain INSERT. Plain: inline() keeps SQLAlchemy from adding RETURNING to learn a new id (with
+    it, PostgreSQL's driver reports -1), and SQLAlchemy keeps an INSERT's rowcount only when asked.
+    """
     name = engine.dialect.name
     if name in ("sqlite", "postgresql"):
-        return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[name](table).on_conflict_do_nothing()
-    if name in ("mysql", "mariadb"):
-        return insert(table).prefix_with("IGNORE")
-    raise StoreError(f"unsupported database {name!r}: use SQLite, PostgreSQL or MySQL")
+        statement = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[name](table).on_conflict_do_nothing()
+    elif name in ("mysql", "mariadb"):
+        statement = insert(table).prefix_with("IGNORE")
+    else:
+        raise StoreError(f"unsupported database {name!r}: use SQLite, PostgreSQL or MySQL")
+    return statement.inline().execution_options(preserve_rowcount=True)
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:
@@ -80,9 +89,9 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
+        _into_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -91,6 +100,39 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
     return engine
+
+
+# The extra that installs a database's driver, for the URLs that driver serves.
+DRIVER_EXTRAS = {"postgresql": ("slmnode[postgres]", "psycopg 3", "postgresql+psycopg://")}
+
+
+def _server_engine(url: str) -> Engine:
+    """The engine of a database server (PostgreSQL, MySQL), or a StoreError that says which driver to install."""
+    try:
+        return create_engine(url, hide_parameters=True)
+    except ModuleNotFoundError as exc:
+        parsed = make_url(url)
+        where = parsed.render_as_string(hide_password=True)
+        message = f"the store {where} needs the database driver {exc.name!r}, which is not installed"
+        extra = DRIVER_EXTRAS.get(parsed.get_backend_name())
+        if extra is not None:
+            name, driver, scheme = extra
+            message += f": pip install '{name}' installs {driver}, for store URLs that begin {scheme}"
+        raise StoreError(message) from None
+
+
+def _into_wal(cursor) -> None:
+    """PRAGMA journal_mode=WAL, waiting out another connection that is doing the same (nodes started
+    together on a new file): the exclusive lock it takes is not waited for by busy_timeout."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class DriverInsert:
@@ -174,7 +216,7 @@ class Store:
         if url.startswith("sqlite"):
             self.engine = _sqlite_engine(url, synchronous)
         else:
-            self.engine = create_engine(url, hide_parameters=True)
+            self.engine = _server_engine(url)
         # One writer at a time inside this process: SQLite serializes writers anyway, and waiting on
         # a lock is cheaper and fairer than spinning on busy_timeout. Other processes use busy_timeout.
         self._lock = threading.Lock()

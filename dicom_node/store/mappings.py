@@ -14,7 +14,7 @@ inserted elsewhere: queued, in the C-STORE transaction of the instance that brou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from sqlalchemy import bindparam, case, func, or_, select, update
@@ -264,20 +264,47 @@ def _mapped(label, confidence, model_version, mapped_at) -> dict:
     }
 
 
-def queued_descriptions(store: Store, limit: int, modalities: Sequence[str] | None = None) -> list[str]:
-    """Queued texts never mapped first (a new series' description before a re-harmonized one), then
-    oldest first, leaving out those still waiting out a failure's backoff and, with `modalities`,
-    those only series of other modalities brought."""
-    due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= utcnow())
+def _queued(now: datetime, modalities: Sequence[str] | None = None):
+    """Queued descriptions not waiting out a failure's backoff or another worker's claim and, with
+    `modalities`, not only brought by series of other modalities."""
+    due = (Description.next_attempt_at.is_(None)) | (Description.next_attempt_at <= now)
+    queued = (Description.status == "queued") & due
+    return queued & _harmonized(modalities) if modalities is not None else queued
+
+
+def _next_queued(columns, now: datetime, limit: int, modalities: Sequence[str] | None = None):
+    """Queued texts never mapped first (a new series' description before a re-harmonized one), then oldest first."""
     remapping = Description.model_version.is_not(None)
-    query = (
-        select(Description.text)
-        .where(Description.status == "queued", due, _harmonized(modalities) if modalities is not None else True)
-        .order_by(remapping, Description.id)
-        .limit(limit)
-    )
+    return select(*columns).where(_queued(now, modalities)).order_by(remapping, Description.id).limit(limit)
+
+
+def queued_descriptions(store: Store, limit: int, modalities: Sequence[str] | None = None) -> list[str]:
+    """The next `limit` descriptions a worker would map, read without claiming them."""
     with store.engine.connect() as conn:
-        return list(conn.scalars(query))
+        return list(conn.scalars(_next_queued([Description.text], utcnow(), limit, modalities)))
+
+
+def claim_descriptions(
+    store: Store, limit: int, seconds: float, modalities: Sequence[str] | None = None
+) -> list[str]:
+    """The next `limit` queued descriptions, held for `seconds` by the caller, so that each is harmonized
+    once however many nodes share the queue.
+
+    A claim is the due time pushed on (next_attempt_at, the backoff's column), not a column of its own:
+    another worker skips the description until then, a saved mapping or a recorded failure ends the
+    claim, and the claims of a node that died come due again by themselves. A description goes to
+    whoever's UPDATE matched it still due (PostgreSQL rechecks the condition on a row another
+    transaction just claimed; SQLite runs one write transaction at a time).
+    """
+    now = utcnow()
+    until = now + timedelta(seconds=seconds)
+    claimed = []
+    with store.transaction() as conn:
+        for row_id, text in conn.execute(_next_queued([Description.id, Description.text], now, limit, modalities)).all():
+            claim = update(Description).where(Description.id == row_id, _queued(now)).values(next_attempt_at=until)
+            if conn.execute(claim).rowcount == 1:
+                claimed.append(text)
+    return claimed
 
 
 def save_predictions(store: Store, texts: list[str], predictions: list[Prediction]) -> None:

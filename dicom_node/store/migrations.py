@@ -200,9 +200,25 @@ def stored_version(conn: Connection) -> int | None:
     return conn.scalar(select(version_table.c.version))
 
 
+# The PostgreSQL advisory lock that one upgrade at a time holds (any constant; this one spells "slmnode").
+UPGRADE_LOCK = 0x736C6D6E6F6465
+
+
+def one_upgrade_at_a_time(conn: Connection) -> None:
+    """Nodes started together on one database must not all create or upgrade its tables (one would fail on
+    the others' half-made tables). On PostgreSQL the transaction takes an advisory lock, on SQLite the
+    write lock (BEGIN IMMEDIATE, unless it began so: the Store's write engine does), held until it ends.
+    Whoever waited then finds the tables made and has nothing to do."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def upgrade(engine: Engine, metadata: MetaData) -> int:
-    """Create or upgrade the schema in place; the version the store now has."""
+    """Create or upgrade the schema in place, one process at a time; the version the store now has."""
     with engine.begin() as conn:
+        one_upgrade_at_a_time(conn)
         version = stored_version(conn)
         if version is None:
             existing = set(inspect(conn).get_table_names())

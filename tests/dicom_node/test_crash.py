@@ -6,19 +6,17 @@ descriptions it had queued but not yet harmonized must get mapped after the rest
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
 
 import pydicom
 import pytest
 import yaml
 
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance, write_files
-from dicom_node.dicom.sender import send_files, wait_until_answering
+from dicom_node.dicom.sender import send_files
 from dicom_node.store.database import Store
-from tests.support.helpers_dicom import TIMEOUT, free_port, stored_instances
+from tests.support.helpers_dicom import TIMEOUT, free_port, start_serving, stored_instances, wait_for
 from tests.support.store_counts import count_queued
 
 INSTANCES, PER_SERIES = 1000, 10
@@ -30,31 +28,11 @@ def write_config(path, port, folder, poll_seconds):
     settings = {
         "dicom": {"bind_address": "127.0.0.1", "port": port, "network_timeout": TIMEOUT},
         "storage": {"mode": "files", "folder": str(folder / "received")},
-        "store": {"url": f"sqlite:///{folder / 'node.sqlite'}"},
+        "store": {"url": store_url(folder, "node")},
         "harmonizer": {"kind": "rules", "poll_seconds": poll_seconds},
     }
     path.write_text(yaml.safe_dump(settings))
     return path
-
-
-def start_serving(config, port):
-    """`slmnode serve` in its own process, once it answers a C-ECHO."""
-    node = subprocess.Popen(
-        [sys.executable, "-m", "dicom_node.cli", "--config", str(config), "serve"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    if wait_until_answering("127.0.0.1", port, 60, lambda: node.poll() is None):
-        return node
-    node.kill()
-    raise AssertionError(f"slmnode serve did not come up: {node.communicate()[1].decode()[-2000:]}")
-
-
-def wait_for(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return condition()
 
 
 @pytest.mark.slow  # a node in its own process, 1,000 instances, a kill and a restart
@@ -86,7 +64,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_instance(tmp_path):
     assert not sender.is_alive()
     assert KILL_AFTER <= len(acknowledged) < INSTANCES, "the node died after the stream ended"
 
-    store = Store(f"sqlite:///{tmp_path / 'node.sqlite'}")
+    store = Store(store_url(tmp_path, "node"))
     stored = stored_instances(store)
     by_path = dict(zip(paths, datasets))
     for path in acknowledged:

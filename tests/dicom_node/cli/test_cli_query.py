@@ -4,6 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -36,11 +37,11 @@ def fill(url: str) -> Store:
 def node(tmp_path):
     """Run `slmnode --config <a config naming a store in tmp_path> ...` and return the result."""
 
-    def run(*args, config="node.yaml", store="store.sqlite"):
-        (tmp_path / config).write_text(f"store:\n  url: sqlite:///{tmp_path / store}\n")
+    def run(*args, config="node.yaml", store=None):
+        (tmp_path / config).write_text(f"store:\n  url: {store or store_url(tmp_path)}\n")
         return CliRunner().invoke(cli, ["--config", str(tmp_path / config), *map(str, args)])
 
-    fill(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    fill(store_url(tmp_path))
     return run
 
 
@@ -128,7 +129,7 @@ def test_export_import_round_trip(node, tmp_path, fmt):
     for what in ("mappings", "corrections"):
         ok(node("export", what, "--format", fmt, "-o", tmp_path / f"{what}.{fmt}"))
 
-    other = {"config": "other.yaml", "store": "other.sqlite"}  # a second node, empty
+    other = {"config": "other.yaml", "store": store_url(tmp_path, "other")}  # a second node, empty
     assert "mappings: 2 added, 0 already there, 2 skipped" in ok(node("import", tmp_path / f"mappings.{fmt}", **other))
     assert "corrections: 2 added, 0 already there" in ok(node("import", tmp_path / f"corrections.{fmt}", **other))
     for what in ("mappings", "corrections"):  # importing again changes nothing
@@ -148,7 +149,7 @@ FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "-2+3
 
 
 def test_csv_exports_escape_formula_cells_and_import_reads_them_back(node, tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store = Store(store_url(tmp_path))
     for number, description in enumerate(FORMULAS, start=10):
         instance = mr_instance(description, study_uid=STUDY, series_uid=f"{STUDY}.{number}", series_number=number)
         store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
@@ -161,7 +162,7 @@ def test_csv_exports_escape_formula_cells_and_import_reads_them_back(node, tmp_p
             for value in row.values():  # what a spreadsheet would run: none of it
                 assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value
 
-    other = {"config": "other.yaml", "store": "other.sqlite"}
+    other = {"config": "other.yaml", "store": store_url(tmp_path, "other")}
     ok(node("import", tmp_path / "mappings.csv", **other))
     ok(node("import", tmp_path / "corrections.csv", **other))
     there = {row["description"] for row in json.loads(ok(node("export", "mappings", "--format", "json", **other)))}
@@ -171,7 +172,7 @@ def test_csv_exports_escape_formula_cells_and_import_reads_them_back(node, tmp_p
 
 
 def test_the_table_shows_control_characters_escaped(node, tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store = Store(store_url(tmp_path))
     instance = mr_instance("t1\x07bell\x08\x7f\x1b[2J", study_uid=STUDY, series_uid=f"{STUDY}.99", series_number=99)
     store.record_instance(InstanceRecord.from_dataset(instance, ExplicitVRLittleEndian))
     store.close()
@@ -195,10 +196,11 @@ def test_import_refuses_a_bad_file_naming_the_row(node, tmp_path):
     assert "not an export" in node("import", tmp_path / "other.json").output
 
 
+@pytest.mark.sqlite_only  # files that are not a database
 def test_a_store_that_cannot_be_opened_is_a_clear_error(node, tmp_path):
     (tmp_path / "notes.txt").write_text("not a database, but long enough to look like a header" * 10)
     for store, why in [("no/such/folder/store.sqlite", "unable to open"), ("notes.txt", "not a database")]:
-        result = node("mappings", store=store)
+        result = node("mappings", store=f"sqlite:///{tmp_path / store}")
         assert result.exit_code == 1
         assert f"cannot open the store sqlite:///{tmp_path / store}: " in result.output and why in result.output
         assert "Traceback" not in result.output

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.support.databases import store_url
 from tests.support.dicom_factory import cr_instance, mr_instance, sr_instance, write_files
 from tests.support.helpers_dicom import TIMEOUT, KeywordHarmonizer, node_settings
 from tests.support.store_counts import count_instances
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select, text
 
 from dicom_node.models import registry
@@ -23,7 +25,7 @@ from dicom_node.config import ReportSettings
 from dicom_node.cli.main import cli
 from dicom_node.node import REPORT_JOB_ID, Node
 from dicom_node.jobs.reports import ReportJob
-from dicom_node.jobs.scheduler import JOB_TABLE
+from dicom_node.jobs.scheduler import JOB_TABLE, NodeScheduler
 from dicom_node.dicom.sender import send_files
 from dicom_node.reports.record import ReportRecord
 from dicom_node.store.database import Store
@@ -232,7 +234,7 @@ def test_a_run_with_a_time_budget_leaves_the_rest_for_the_next(url, tiny):
 def write_config(tmp_path: Path, model_folder: Path, **reports) -> Path:
     config = tmp_path / "node.yaml"
     config.write_text(
-        f"store:\n  url: sqlite:///{tmp_path / 'store.sqlite'}\n"
+        f"store:\n  url: {store_url(tmp_path)}\n"
         f"model:\n  path: {model_folder}\n  impression_max_tokens: 8\n"
         + ("reports:\n" + "".join(f"  {key}: {value}\n" for key, value in reports.items()) if reports else "")
     )
@@ -241,7 +243,7 @@ def write_config(tmp_path: Path, model_folder: Path, **reports) -> Path:
 
 @pytest.mark.slow  # two interpreters importing torch: most of its time
 def test_two_process_commands_at_once_process_each_report_once(tmp_path, model_folder):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store = Store(store_url(tmp_path))
     add_reports(store, 30)
     config = write_config(tmp_path, model_folder, batch_size=2, queue_size=3, threads=1)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -267,7 +269,7 @@ def test_process_without_a_model_is_a_clear_error(tmp_path):
 def test_process_uses_the_registrys_active_version(tmp_path, model_folder, tiny, tiny_model_folders):
     promoted_folder = tiny_model_folders[1]
     promoted = load_engine(str(promoted_folder), impression_max_tokens=8).version
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store = Store(store_url(tmp_path))
     add_reports(store, 2)
     registry.register(store, promoted, str(promoted_folder))
     registry.promote(store, promoted, who="test")
@@ -348,7 +350,7 @@ def test_a_node_without_a_model_or_interval_runs_no_job(tmp_path, tiny):
 
 
 def stored_job(tmp_path) -> tuple:
-    store = Store(f"sqlite:///{tmp_path / 'node.sqlite'}")
+    store = Store(store_url(tmp_path, "node"))
     with store.engine.connect() as conn:
         rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all()
     store.close()
@@ -380,13 +382,39 @@ def test_a_run_missed_while_no_node_was_up_comes_at_the_next_start(tmp_path, tin
     settings = node_settings(tmp_path, reports={"interval_seconds": 2})
     with Node(settings, KeywordHarmonizer(), model=tiny):
         started = time.monotonic()
-    store = Store(f"sqlite:///{tmp_path / 'node.sqlite'}")
+    store = Store(store_url(tmp_path, "node"))
     add_reports(store, 2)
     store.close()
     time.sleep(max(0.0, started + 2.1 - time.monotonic()))  # the run was due while no node was up
     with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         # Overdue, it runs at once, not a whole interval after the start as a new schedule would.
         assert wait_for(lambda: len(results(node.store)) == 2, seconds=1.5)
+
+
+def test_schedulers_started_at_once_on_one_database_all_start(url):
+    """Nodes started together: their schedulers make the job table once, between them."""
+    Store(url).close()  # the store's own tables, made as a node makes them before its scheduler starts
+    schedulers = [NodeScheduler(url) for _ in range(4)]
+    for scheduler in schedulers:
+        scheduler.add(REPORT_JOB_ID, lambda: None, IntervalTrigger(seconds=3600))
+    together = threading.Barrier(len(schedulers))
+    errors = []
+
+    def start(scheduler):
+        together.wait(timeout=30)
+        try:
+            scheduler.start()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(scheduler,)) for scheduler in schedulers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for scheduler in schedulers:
+        scheduler.stop()
+    assert errors == []
 
 
 def test_a_new_model_version_processes_every_report_again_once(url, tiny):

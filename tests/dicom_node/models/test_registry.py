@@ -8,6 +8,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import select
@@ -70,9 +71,9 @@ def test_unknown_versions_and_an_empty_history_are_clear_errors(store):
     assert registry.get(store, "v2").version == "v2-abc"
 
 
-def cli_runner(tmp_path, store_file="store.sqlite", **sections):
+def cli_runner(tmp_path, store="store", **sections):
     """`slmnode --config <store in tmp_path + sections> ...`, returning the click result."""
-    config = {"store": {"url": f"sqlite:///{tmp_path / store_file}"}, **sections}
+    config = {"store": {"url": store_url(tmp_path, store)}, **sections}
     (tmp_path / "node.json").write_text(json.dumps(config))  # JSON is YAML
 
     def run(*args):
@@ -134,7 +135,7 @@ def test_rollback_restores_the_previous_versions_predictions(tmp_path, tiny_mode
 
     settings = node_settings(tmp_path, model={"device": "cpu"}, retraining={"follow_seconds": 0.1},
                              reports={"interval_seconds": 0})
-    slmnode = cli_runner(tmp_path, "node.sqlite", model={"device": "cpu"})  # the node's store
+    slmnode = cli_runner(tmp_path, "node", model={"device": "cpu"})  # the node's store
     with Node(settings, v1, v1) as node:
         for number, description in enumerate(DESCRIPTIONS, start=1):
             instance = mr_instance(description, series_number=number)
@@ -166,14 +167,14 @@ def test_rollback_restores_the_previous_versions_predictions(tmp_path, tiny_mode
 def test_serve_starts_from_the_active_version_and_reharmonize_names_a_model_it_cannot_load(tmp_path, store):
     from dicom_node.models import choose
 
-    settings = node_settings(tmp_path, store={"url": f"sqlite:///{tmp_path / 'store.sqlite'}"})
+    settings = node_settings(tmp_path, store={"url": store_url(tmp_path)})
     assert choose.stored_choice(settings) == choose.Choice(settings.model)  # nothing promoted: model.path as configured
     register_three(store)
     registry.promote(store, "v2-abc", who="ana")
     chosen = choose.stored_choice(settings).model
     assert (chosen.path, chosen.adapter) == ("/models/v2", None)
 
-    slmnode = cli_runner(tmp_path, "other.sqlite", model={"path": str(tmp_path / "no-model")}, harmonizer={"kind": "slm"})
+    slmnode = cli_runner(tmp_path, "other", model={"path": str(tmp_path / "no-model")}, harmonizer={"kind": "slm"})
     refused = slmnode("reharmonize")
     assert refused.exit_code == 1 and "cannot tell which model the node runs" in refused.output
     assert "Traceback" not in refused.output

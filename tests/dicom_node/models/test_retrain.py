@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from tests.support.databases import store_url
 from tests.support.dicom_factory import mr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -52,7 +53,7 @@ def site(tmp_path_factory, tiny_model_folder):
     recipe.update({k: v for k, v in RECIPE.items() if k != "data"})
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     config = {
-        "store": {"url": f"sqlite:///{folder / 'store.sqlite'}"},
+        "store": {"url": store_url(folder)},
         "model": {"path": str(tiny_model_folder), "device": "cpu"},
         "retraining": {"recipe": str(folder / "recipe.yaml"), "models_folder": str(folder / "models"),
                        "corrections_weight": 30.0, "eval_limit": 60},

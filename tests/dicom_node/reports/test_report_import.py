@@ -18,6 +18,7 @@ from dicom_node.reports.importers import import_reports
 from dicom_node.store.database import Store
 from dicom_node.store.tables import Report
 from tests.support.helpers_dicom import TIMEOUT
+from tests.support.databases import store_url
 from tests.support.paths import DATA
 
 ORU = DATA / "oru_r01.hl7"
@@ -78,7 +79,7 @@ def test_hl7_oru_file_gives_one_report_per_message_with_sections_and_links(store
 
 
 def test_hl7_patient_identifiers_are_kept_only_when_allowed(tmp_path):
-    kept = Store(f"sqlite:///{tmp_path / 'kept.sqlite'}")
+    kept = Store(store_url(tmp_path, "kept"))
     try:
         import_reports(kept, [ORU], keep_patient_identifiers=True)
         rows = stored(kept)
@@ -215,7 +216,7 @@ def test_cli_imports_a_folder_reports_refusals_on_stderr_and_exits_1(tmp_path):
     shutil.copy(ORU, folder / "feed.msg")  # no known suffix: HL7 by its content
     (folder / "notes.doc").write_text("not a report")
     config = tmp_path / "node.yaml"
-    config.write_text(f"store:\n  url: sqlite:///{tmp_path / 'store.sqlite'}\n")
+    config.write_text(f"store:\n  url: {store_url(tmp_path)}\n")
 
     def run(*args):
         return CliRunner().invoke(cli, ["--config", str(config), "reports", "import", *map(str, args)])

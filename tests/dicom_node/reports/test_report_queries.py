@@ -7,6 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from tests.support import databases
 from tests.support.dicom_factory import cr_instance
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -48,7 +49,7 @@ def receive_study(store: Store, study_uid: str, accession: str | None, series: i
 
 @pytest.fixture
 def store_url(tmp_path):
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    url = databases.store_url(tmp_path)
     store = Store(url)
     receive_study(store, STUDY, ACCESSION, series=2)
     reports = [

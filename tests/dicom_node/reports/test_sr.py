@@ -4,12 +4,11 @@ sections, linked to its study; odd SRs are stored as instances without breaking 
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import pytest
 from pydicom import dcmread
 from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, EnhancedSRStorage, ImplicitVRLittleEndian
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.support.dicom_factory import mr_instance, sr_container, sr_text, text_sr, write_files
 from dicom_node.node import Node
@@ -148,13 +147,12 @@ def test_sr_without_text_is_stored_as_an_instance_only_and_logged_without_identi
 def test_report_that_cannot_be_stored_fails_the_sr_and_its_resend_completes_it(tmp_path):
     sr = enhanced_sr()
     paths = write_files([sr], tmp_path / "in")
-    database = tmp_path / "node.sqlite"
     with start_node(tmp_path) as node:
-        with sqlite3.connect(database) as db:  # the reports table out of reach: its INSERT fails
-            db.execute("ALTER TABLE reports RENAME TO reports_away")
+        with node.store.engine.begin() as db:  # the reports table out of reach: its INSERT fails
+            db.execute(text("ALTER TABLE reports RENAME TO reports_away"))
         first = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
-        with sqlite3.connect(database) as db:
-            db.execute("ALTER TABLE reports_away RENAME TO reports")
+        with node.store.engine.begin() as db:
+            db.execute(text("ALTER TABLE reports_away RENAME TO reports"))
         second = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
         reports = stored_reports(node.store)
     assert [outcome.status for outcome in first + second] == [OUT_OF_RESOURCES, SUCCESS]

@@ -7,9 +7,11 @@ import dataclasses
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.node import Node
@@ -48,27 +50,48 @@ class Calls:
         return [self.outcomes.get(n) for n in range(len(self.threads))]
 
 
-def while_another_writer_holds_the_database(path, calls):
-    """Start `calls` while another connection holds SQLite's write lock (as another process could),
-    so that they pile up; check that none has returned yet; then let go."""
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
+@contextmanager
+def another_writer_holding(url: str):
+    """Another connection holds what an instance's INSERT needs, as another process could: SQLite's
+    write lock, or on PostgreSQL a lock on the instances table."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        blocker = sqlite3.connect(parsed.database, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    engine = create_engine(url)
     try:
+        with engine.connect() as blocker:
+            blocker.execute(text("LOCK TABLE instances IN EXCLUSIVE MODE"))  # until the rollback
+            try:
+                yield
+            finally:
+                blocker.rollback()
+    finally:
+        engine.dispose()
+
+
+def while_another_writer_holds_the_database(url, calls):
+    """Start `calls` while another writer holds the database, so that they pile up; check that none
+    has returned yet; then let go."""
+    with another_writer_holding(url):
         started = calls()
         time.sleep(0.5)
         assert started.outcomes == {}, "a call returned before its row could be committed"
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     return started.finish()
 
 
-def test_calls_waiting_at_once_share_one_commit(tmp_path, store):
+def test_calls_waiting_at_once_share_one_commit(store):
     store.record_instance(record("0.0", series="4.1"))  # study, series and description known and cached
     commits = commits_of(store)
     records = [record(f"4.{n}", series="4.1") for n in range(WAITING)]
 
-    outcomes = while_another_writer_holds_the_database(tmp_path / "store.sqlite", lambda: Calls(store, records))
+    outcomes = while_another_writer_holds_the_database(store.url, lambda: Calls(store, records))
 
     assert outcomes == [True] * WAITING
     assert count_instances(store) == WAITING + 1
@@ -76,13 +99,13 @@ def test_calls_waiting_at_once_share_one_commit(tmp_path, store):
     assert len(commits) <= 2
 
 
-def test_a_bad_record_fails_alone_and_duplicates_in_one_batch_are_told_apart(tmp_path, store):
+def test_a_bad_record_fails_alone_and_duplicates_in_one_batch_are_told_apart(store):
     good = [record(f"5.{n}", series=f"5.{n % 3}") for n in range(WAITING)]  # three new series, racing
     bad = dataclasses.replace(good[0], sop_instance_uid=None)  # violates NOT NULL
     again = record("5.1", series="5.1")  # a duplicate of good[1], sent in the same batch
     records = [*good[:6], bad, *good[6:], again]
 
-    outcomes = while_another_writer_holds_the_database(tmp_path / "store.sqlite", lambda: Calls(store, records))
+    outcomes = while_another_writer_holds_the_database(store.url, lambda: Calls(store, records))
 
     assert isinstance(outcomes[6], IntegrityError)
     assert sorted(outcomes[:6] + outcomes[7:], key=str) == [False] + [True] * WAITING
@@ -90,8 +113,8 @@ def test_a_bad_record_fails_alone_and_duplicates_in_one_batch_are_told_apart(tmp
     assert count_series(store) == 3
 
 
-def test_close_commits_what_is_waiting_then_refuses(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+def test_close_commits_what_is_waiting_then_refuses(url):
+    store = Store(url)
     calls = Calls(store, [record(f"6.{n}") for n in range(WAITING)])
     store.close()
     outcomes = calls.finish()  # a call that came too late is refused; none is left hanging
@@ -103,6 +126,7 @@ def test_close_commits_what_is_waiting_then_refuses(tmp_path):
     reopened.close()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("synchronous, pragma", [("full", 2), ("normal", 1)])
 def test_synchronous_setting_reaches_every_sqlite_connection(tmp_path, synchronous, pragma):
     settings = node_settings(

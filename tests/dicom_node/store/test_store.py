@@ -1,4 +1,5 @@
 import dataclasses
+import importlib.util
 import io
 import sqlite3
 import threading
@@ -13,14 +14,14 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.store import migrations
 from dicom_node.store import mappings as queries
 from dicom_node.dicom.header import InstanceRecord, MissingTag
 from dicom_node.store.corrections import UnknownDescription, correct
-from dicom_node.store.database import Store
+from dicom_node.store.database import Store, StoreError
 from dicom_node.store.migrations import SchemaError
 from tests.support.store_counts import count_instances, count_queued, count_series, count_studies
 from slm.harmonizer import Prediction
@@ -113,8 +114,7 @@ def test_a_failed_write_keeps_patient_identifiers_out_of_its_message(store):
     assert store.record_instance(kept) is True  # and nothing half-cached got in the way
 
 
-def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+def test_a_second_store_on_the_same_database_sees_committed_rows(url):
     first = Store(url)
     first.record_instance(record("1.1"))
     second = Store(url)  # as after a restart: nothing cached
@@ -123,6 +123,7 @@ def test_a_second_store_on_the_same_file_sees_committed_rows(tmp_path):
     assert count_instances(first) == count_instances(second) == 2
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_store_is_in_wal_mode_with_full_sync(store):
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -158,9 +159,9 @@ def test_eight_threads_at_once_all_stored(store):
     assert count_studies(store) == 3
 
 
-def test_two_stores_on_one_file_write_at_once(tmp_path):
-    """Two processes' worth of writers (no shared lock): SQLite's busy_timeout makes them take turns."""
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+def test_two_stores_on_one_database_write_at_once(url):
+    """Two processes' worth of writers (no shared lock): SQLite's busy_timeout makes them take turns,
+    PostgreSQL's unique keys make a second insert of one row a no-op."""
     stores = [Store(url), Store(url)]
 
     def sender(k):
@@ -273,6 +274,36 @@ def schema(url: str) -> dict:
     }
 
 
+@pytest.mark.parametrize("round_", range(10))  # a race: each round is a new chance to lose it
+def test_stores_opened_at_once_on_an_empty_database_all_open(url, round_):
+    """Nodes started together: one creates the schema, the others wait for it and find it made."""
+    opened: list[Store] = []
+    start = threading.Barrier(6)
+
+    def open_store(_k):
+        start.wait(timeout=30)
+        opened.append(Store(url))
+
+    assert at_once(6, open_store) == []
+    with opened[0].engine.connect() as conn:
+        assert migrations.stored_version(conn) == migrations.LATEST
+        assert conn.scalar(select(func.count()).select_from(migrations.version_table)) == 1
+    for store in opened:
+        store.close()
+
+
+def test_a_missing_database_driver_names_the_extra_to_install(tmp_path):
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here")
+    with pytest.raises(StoreError) as refused:
+        Store("postgresql+psycopg2://slmnode:secret@127.0.0.1:5432/pacs")
+    message = str(refused.value)
+    assert "needs the database driver 'psycopg2', which is not installed" in message
+    assert "pip install 'slmnode[postgres]'" in message and "postgresql+psycopg://" in message
+    assert "secret" not in message
+
+
+@pytest.mark.sqlite_only  # the version 1 store is a SQLite script
 def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
     url = v1_store(tmp_path / "old.sqlite")
     store = Store(url)
@@ -300,20 +331,48 @@ def test_an_older_store_is_upgraded_without_losing_rows(tmp_path):
     assert next(m for m in queries.mappings(store.engine) if m.description == "EP2D DIFF").label == "DWI"
 
 
-def test_a_store_from_a_newer_slmnode_is_refused(tmp_path):
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+def test_a_store_from_a_newer_slmnode_is_refused(url):
     Store(url).close()
-    with sqlite3.connect(tmp_path / "store.sqlite") as conn:
-        conn.execute("UPDATE schema_version SET version = ?", (migrations.LATEST + 1,))
+    with create_engine(url).begin() as conn:
+        conn.execute(migrations.version_table.update().values(version=migrations.LATEST + 1))
     with pytest.raises(SchemaError, match=f"schema version {migrations.LATEST + 1}, newer"):
         Store(url)
 
 
-def test_a_database_that_is_not_a_store_is_refused(tmp_path):
-    with sqlite3.connect(tmp_path / "other.sqlite") as conn:
-        conn.execute("CREATE TABLE instances (x)")
+def test_a_database_that_is_not_a_store_is_refused(url):
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE TABLE instances (x INTEGER)"))
     with pytest.raises(SchemaError, match="not an slmnode store"):
-        Store(f"sqlite:///{tmp_path / 'other.sqlite'}")
+        Store(url)
+
+
+def test_workers_sharing_a_queue_claim_each_description_once(url):
+    """Two stores stand for two nodes' workers: a claimed description is left to its claimer."""
+    stores = [Store(url), Store(url)]
+    texts = [f"desc {n}" for n in range(40)]
+    for n, description in enumerate(texts):
+        stores[0].record_instance(record(f"8.{n}", series=f"8.{n}", description=description))
+    claimed = []
+
+    def worker(k):
+        while batch := queries.claim_descriptions(stores[k % 2], 3, seconds=60):
+            claimed.extend(batch)
+
+    assert at_once(4, worker) == []
+    assert sorted(claimed) == sorted(texts)
+    assert queries.queued_descriptions(stores[1], 50) == []  # all claimed, none mapped yet
+    for store in stores:
+        store.close()
+
+
+def test_a_claim_nobody_finished_comes_due_again(store):
+    store.record_instance(record("8.1", series="8.1", description="ep2d_diff"))
+    assert queries.claim_descriptions(store, 10, seconds=0.3) == ["ep2d_diff"]
+    assert queries.claim_descriptions(store, 10, seconds=0.3) == []
+    time.sleep(0.4)  # as when the node that claimed it died
+    assert queries.claim_descriptions(store, 10, seconds=60) == ["ep2d_diff"]
+    queries.save_predictions(store, ["ep2d_diff"], [Prediction("DWI", 0.9, "rules-1")])
+    assert count_queued(store) == 0
 
 
 def test_a_new_description_is_mapped_before_re_harmonized_ones(store):
