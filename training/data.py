@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from slm.harmonizer import description_key
 from slm.tasks import FINDINGS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
+from training.exports import unescape_csv_cell
 from training.recipe import DataSettings
 
 # The data sets: $SLMNODE_DATA, else ../shared/data seen from the folder commands run in (the
@@ -162,8 +163,8 @@ def corrections_examples(path: str | Path) -> list[Example]:
     When one description was corrected more than once, the latest correction (created_at) wins, as in the store.
     """
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        rows = _read_csv(path)
+    if path.suffix.lower() == ".csv":  # an export: its formula-like cells were escaped for spreadsheets
+        rows = [{name: unescape_csv_cell(value or "") for name, value in row.items()} for row in _read_csv(path)]
     elif path.suffix.lower() == ".jsonl":
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:

@@ -31,9 +31,9 @@ from tqdm import tqdm
 from dicom_node.reports.record import ReportRecord
 from dicom_node.reports.sections import Sections, dicom_date, section_coded
 from dicom_node.store.database import Store
-from dicom_node.store.exchange import unescape_csv_cell
 from dicom_node.store.reports import record_reports
 from slm.tasks import REPORT_SECTIONS
+from training.exports import unescape_csv_cell
 
 SUFFIXES = {".txt": "text", ".csv": "csv", ".hl7": "hl7", ".oru": "hl7"}
 # Bounds on what one report may be, so that a huge or endless file costs bounded memory and time:

@@ -23,6 +23,7 @@ from dicom_node.store.database import Store
 from dicom_node.store.times import iso, parse_time
 from slm.harmonizer import Prediction
 from slm.tasks import SERIES_LABELS
+from training.exports import escape_csv_cell, unescape_csv_cell
 
 MAPPING_FIELDS = ("description", "label", "confidence", "model_version", "mapped_at", "corrected", "series_count")
 CORRECTION_FIELDS = ("description", "label", "who", "note", "created_at")
@@ -81,23 +82,13 @@ def encode_rows(rows: list[dict], columns: Iterable[str], fmt: str) -> str:
     return out.getvalue()
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...): such
-# a text is written with an apostrophe before it, as OWASP advises, and so is one that starts with an
-# apostrophe, so that read_rows can take exactly one off again.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
-
-
 def _csv_cell(value):
+    """A value as a CSV cell: formula-like texts escaped (training/exports.py)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
+    if isinstance(value, str):
+        return escape_csv_cell(value)
     return "" if value is None else value
-
-
-def unescape_csv_cell(text: str) -> str:
-    """A CSV cell as it was before _csv_cell escaped it."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
 
 
 def read_rows(path: Path) -> list[dict]:

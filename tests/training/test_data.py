@@ -148,6 +148,16 @@ def test_a_corrections_export_becomes_training_examples(tmp_path, suffix):
     ]
 
 
+def test_a_csv_export_trains_on_descriptions_as_written_not_as_escaped_for_spreadsheets(tmp_path):
+    from dicom_node.store.exchange import encode_rows
+
+    rows = [dict(description=text, label="T1", who="a", note="", created_at="1") for text in ("+C AX T1", "'quoted", "T1")]
+    path = tmp_path / "corrections.csv"
+    path.write_text(encode_rows(rows, list(rows[0]), "csv"))
+    assert "'+C AX T1" in path.read_text()  # what a spreadsheet sees
+    assert sorted(e.text for e in corrections_examples(path)) == ["'quoted", "+C AX T1", "T1"]
+
+
 def test_a_correction_with_an_unknown_label_is_refused(tmp_path):
     path = tmp_path / "corrections.json"
     path.write_text(json.dumps([dict(description="AX PD", label="PD", who="x", note=None, created_at="2024")]))
