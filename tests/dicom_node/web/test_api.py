@@ -260,3 +260,32 @@ def test_the_login_limiter_forgets_failures_once_they_age_out():
     time.sleep(0.25)
     assert limiter.wait_seconds("rita", "10.0.0.1") == 0
     assert limiter.failed("rita", "10.0.0.1") == 1
+
+
+def test_a_report_that_is_not_a_chest_radiographs_is_shown_as_not_applicable(tmp_path, tiny_model_folder):
+    from fastapi.testclient import TestClient
+
+    from dicom_node.config import ReportSettings
+    from dicom_node.jobs.reports import ReportJob
+    from dicom_node.reports.record import ReportRecord
+    from dicom_node.store.database import Store
+    from dicom_node.store.reports import record_report
+    from dicom_node.store.users import add_user, open_session
+    from dicom_node.web.app import make_app
+    from slm.engine import load_engine
+    from tests.support.web import web_settings
+
+    settings = web_settings(tmp_path)
+    store = Store(settings.store.url)
+    add_user(store, "vic", "viewer", PASSWORD)
+    headers = {"Authorization": f"Bearer {open_session(store, 'vic', 'api', hours=1)[0]}"}
+    record_report(store, ReportRecord("text:brain", "text", "9.9", None, findings="EXAM: MRI BRAIN\nAcute infarct."))
+    model = load_engine(str(tiny_model_folder), impression_max_tokens=4)
+    assert ReportJob(store, model, ReportSettings()).run_until_done().processed == 1
+
+    client = TestClient(make_app(settings, store))
+    [listed] = client.get("/api/v1/reports", headers=headers).json()["items"]
+    assert (listed["status"], listed["findings"], listed["impression"]) == ("not applicable", "", "")  # none invented
+    shown = client.get(f"/api/v1/reports/{listed['id']}", headers=headers).json()
+    assert shown["labels"] is None and shown["status"] == "not applicable"
+    store.close()
