@@ -32,7 +32,7 @@ NOT_NEGATIONS = (
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
     r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
-    r"rather than|instead of|nor|none|if|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
+    r"rather than|instead of|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
 )
 NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:")
@@ -191,7 +191,7 @@ RULES = (
             # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
             rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|artifact|overlap\w*|nipple|skin fold|"
             r"confluence|superimpos\w*|summation|overlying (?:shadows?|bon\w*|osseous)|piercings?)",
-            rf"(?:opaci\w*|densit\w*) {W % 4}(?:mediastin\w*|paratracheal)",
+            rf"(?:opaci\w*|densit\w*) {W % 8}{MEDIASTINAL_PLACE}",
             rf"(?:mediastin\w*|paratracheal) {W % 1}(?:opaci\w*|densit\w*)",
             rf"crowd\w* {W % 4}markings",  # crowded by low lung volumes, not abnormal markings
             # the redacted "double density" of an enlarged left atrium, not a lung opacity
@@ -324,7 +324,7 @@ RULES = (
             r"sutures?",
             r"\bstents?\b",
             r"(?:prosthe\w*|artificial|mechanical) (?:\w+ )?valve",
-            r"valve (?:replacement|prosthesis)",
+            r"valve (?:replacement|prosthesis|xxxx)",
             r"hardware",
             r"\bplates?\b",
             r"\bscrews?\b",

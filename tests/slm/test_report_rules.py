@@ -92,6 +92,9 @@ def test_look_alikes_are_no(sentence, finding):
         # the aortopulmonary window, redacted
         ("Round density in the AP XXXX.", "Enlarged Cardiomediastinum"),
         ("Pleural densities on the left which may represent loculated fluid.", "Pleural Effusion"),
+        ("Mitral valve XXXX in place.", "Support Devices"),  # a redacted valve replacement
+        # "if" makes a condition only up to its comma
+        ("If pain localizes there, suspect a nondisplaced rib fracture.", "Fracture"),
     ],
 )
 def test_second_pass_phrasings_are_yes(sentence, finding):
@@ -115,6 +118,7 @@ def test_second_pass_phrasings_are_yes(sentence, finding):
         ("Consolidation, atelectasis and blunting in the right lower lobe have cleared.", "Consolidation"),
         ("Consolidation, atelectasis and blunting in the right lower lobe have cleared.", "Atelectasis"),
         ("Increased density behind the lower mediastinum, due to a hiatal hernia.", "Enlarged Cardiomediastinum"),
+        ("Round opacity measuring 3 cm in diameter within the anterior mediastinum.", "Lung Opacity"),
     ],
 )
 def test_second_pass_look_alikes_are_no(sentence, finding):
