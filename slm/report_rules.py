@@ -20,20 +20,28 @@ NOT_NEGATIONS = (
     (r"\b(?:can ?not|could not|can't|not) (?:be )?(?:entirely |completely |totally )?(?:excluded|exclude|ruled out|rule out)", " possible "),
     (r"\b(?:no|without) (?:significant |interval |substantial |appreciable |definite )?(?:change|increase|progression|worsening)", " stable "),
     (r"\bnot (?:significantly |substantially )?(?:changed|increased|improved)", " stable "),
+    (r"\b(?:has|have) not xxxx\b", " stable "),  # "has not [changed] since", redacted
     (r"\bnot (?:been )?(?:entirely |completely )?resolved", " persistent "),
+    # some is left: "almost completely resolved pleural air collection", "near-complete resolution"
+    (r"\b(?:almost|nearly|near|partial(?:ly)?|partly|incomplete(?:ly)?|mostly|largely)[- ](?:complete(?:ly)? )?"
+     r"(?:resol\w*|clear\w*)", " decreased "),
     (r"\b(?:not|without) (?:[\w-]+ ){0,2}calcifi\w*", " noncalcified "),
+    # seen but hard to read: "a thoracic XXXX deformity that is not well characterized"
+    (r"\bnot (?:well|fully|completely)[- ](?:characteri[sz]ed|defined|delineated)", " possible "),
 )
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
     r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
-    r"rather than|instead of|nor|none|if|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
+    r"rather than|instead of|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
 )
 NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:")
 # A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
 POST_NEGATION = re.compile(
-    r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*(?:not|no longer|resolved|removed|absent|"
-    r"within (?:the )?(?:normal limits|limits of normal))\b"
+    r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*"
+    r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|within (?:the )?(?:normal limits|limits of normal))\b"
+    # a list said to be gone further on: "consolidation, atelectasis, and ... blunting ... have cleared"
+    r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all )?(?:cleared|resolved)\b"
 )
 SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)|[;?!\n]")
 
@@ -75,11 +83,16 @@ W = r"(?:[\w'/-]+ ){0,%d}"  # up to n words in between, e.g. "heart " + W % 3 + 
 CLAUSE = r"(?:[\w'/-]+,? ){0,%d}"  # the same, across commas
 HEART = r"(?:heart|cardiac (?:silhouette|shadow|contour|size|diameter)|heart size|cardiac)"
 MEDIASTINUM = r"(?:mediastin\w*|cardiomediastinal (?:silhouette|contour|shadow|width)s?|cardio-mediastinal \w+)"
-MEDIASTINAL_PLACE = r"(?:paratracheal|mediastin\w*|subcarinal|aortopulmonary|ap window)"
+MEDIASTINAL_PLACE = r"(?:paratracheal|mediastin\w*|subcarinal|aortopulmonary|ap window|ap xxxx)"
 MEDIASTINAL_SIGN = (
     r"(?:mass\w*|fullness|lymphadenopathy|adenopathy|densit\w*|opacit\w*|prominen\w*|thicken\w*|widen\w*|convexity|lobulat\w*|"
     r"contour abnormality|enlarged lymph)"
 )
+# Not right after another structure's name: "nodule and right hilar calcifications" (the hilum's, not the nodule's).
+OTHER_SITE = "".join(
+    f"(?<!{site} )" for site in ("hilar", "mediastinal", "aortic", "paratracheal", "subcarinal", "nodal", "vascular")
+)
+DEVICE_PART = r"(?:screws?|wires?|leads?|catheters?|plates?|rods?|hardware|fixation|stents?|lines?)\b"
 DEVICE_LINE = r"(?:picc|central|venous|jugular|subclavian|arterial|swan|dialysis|hickman|groshong|catheter|port)"
 
 RULES = (
@@ -92,13 +105,18 @@ RULES = (
             rf"{MEDIASTINAL_SIGN} {W % 4}{MEDIASTINAL_PLACE}",
             r"hilar mass\w*",
         ),
+        # a shadow there said to be something else: "density overlying the lower mediastinum ... due to hiatal
+        # hernia", "paratracheal soft tissue density ... confluence of vascular shadows"
+        not_this=(rf"(?:densit\w*|opacit\w*) {CLAUSE % 12}(?:hernia|confluence|superimpos\w*|summation|"
+                  rf"(?:vascular|osseous|bony),? {CLAUSE % 3}(?:shadows|structures))",),
     ),
     Finding(
         "Cardiomegaly",
         (
             r"cardiomegaly",
             r"cardiac enlargement",
-            rf"enlarg\w* {W % 2}(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)",
+            rf"(?:enlarg\w*|prominen\w*(?: of)?(?: the)?) {W % 2}"
+            r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)",
             rf"{HEART} {W % 6}(?:enlarg\w*|increased in size|large|prominent|borderline)",
             rf"borderline {W % 1}{HEART}",
             rf"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
@@ -123,7 +141,7 @@ RULES = (
         ),
         not_this=(
             rf"(?<!non)(?<!non-)calcifi(?:ed|c) {W % 4}(?:nodul|mass|lesion)",
-            rf"(?:nodul\w*|mass|lesion)s? {W % 8}(?<!non)(?<!non-)calcifi",
+            rf"(?:nodul\w*|mass|lesion)s? {W % 8}(?<!non)(?<!non-){OTHER_SITE}calcifi",
             r"\b(?:mediastinal|hilar|paratracheal|breast|soft tissue|bon[ey]|osseous|lytic|sclerotic|skin|chest wall|"
             r"pericardial|pleural|thyroid|rib|cardiac|neck|expansile) (?:nodul\w*|mass\w*|lesions?)",
             rf"metasta\w* {W % 3}(?:bone|osseous|skelet\w*|spine)",
@@ -131,6 +149,13 @@ RULES = (
             r"nodular (?:prominence )?(?:of )?(?:the )?(?:\w+ )?hil",
             r"nipple",
             r"(?:thoracic|chest|pleural|abdominal|peritoneal) cavity",
+            # another organ's cancer: "compatible with patient's known breast carcinoma"
+            r"(?:breast|prostate|colon|colorectal|renal|thyroid|esophageal|bladder|ovarian|testicular|pancreatic|"
+            r"skin|germ cell|uterine|endometrial|rectal|gastric) (?:cell )?"
+            r"(?:carcinoma|cancer|neoplas\w*|malignan\w*|tumou?r)",
+            # a nodule explained away as overlapping shadows: "nodular opacity ... is XXXX to represent confluence"
+            rf"(?:nodul\w*|mass|lesion)s? {CLAUSE % 10}(?:represent\w*|due to|secondary to|related to|reflect\w*|from) "
+            r"(?:\w+ ){0,2}(?:confluence|superimpos\w*|summation|overlap\w*)",
         ),
     ),
     Finding(
@@ -160,11 +185,17 @@ RULES = (
         not_this=(
             r"pleural[- ](?:parenchymal |based )?(?:scar\w*|opaci\w*|densit\w*)",
             r"pleuro-?parenchymal scar\w*",
-            rf"(?:costophrenic|sulc\w*|recess|pleural\S*|blunt\w*) {CLAUSE % 12}scar\w*",
+            rf"(?:costophrenic|sulc\w*|recess|pleural\S*|blunt\w*),? {CLAUSE % 12}scar\w*",
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
-            rf"(?:opaci\w*|densit\w*) {W % 8}(?:hernia|fat|soft tissue|artifact|overlap\w*|nipple|skin fold)",
-            rf"(?:opaci\w*|densit\w*) {W % 4}(?:mediastin\w*|paratracheal)",
+            # a shadow said to be something outside the lung, across commas: "opacification over both XXXX, XXXX
+            # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
+            rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|artifact|overlap\w*|nipple|skin fold|"
+            r"confluence|superimpos\w*|summation|overlying (?:shadows?|bon\w*|osseous)|piercings?)",
+            rf"(?:opaci\w*|densit\w*) {W % 8}{MEDIASTINAL_PLACE}",
             rf"(?:mediastin\w*|paratracheal) {W % 1}(?:opaci\w*|densit\w*)",
+            rf"crowd\w* {W % 4}markings",  # crowded by low lung volumes, not abnormal markings
+            # the redacted "double density" of an enlarged left atrium, not a lung opacity
+            rf"xxxx densit\w* {CLAUSE % 16}atri\w* enlarg|atri\w* enlarg\w* {CLAUSE % 16}xxxx densit\w*",
             r"(?:normal|clear) interstiti\w*",
             r"nodular densit\w*",
         ),
@@ -203,6 +234,7 @@ RULES = (
             r"pleural fluid",
             r"fluid (?:in|within|along) (?:the )?(?:\w+ ){0,2}(?:fissure|pleural)",
             r"fissural fluid",
+            r"(?:loculated|localized|subpulmonic|layering) fluid",
             r"hydrothorax",
             r"hydropneumothora\w*",
         ),
@@ -217,7 +249,7 @@ RULES = (
             r"calcified pleura\w*",
             r"pleural[- ](?:parenchymal|peripheral) (?:\w+ )?(?:scar\w*|irregular\w*|thicken\w*|opaci\w*)",
             r"pleuroparenchymal (?:scar\w*|irregular\w*)",
-            rf"(?:costophrenic|sulc\w*|recess|pleural sinus|blunt\w*) {CLAUSE % 12}(?:scar\w*|thicken\w*)",
+            rf"(?:costophrenic|sulc\w*|recess|pleural sinus|blunt\w*),? {CLAUSE % 12}(?:scar\w*|thicken\w*)",
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
             rf"fissur\w* thicken\w*|thicken\w* {W % 3}fissure",
             r"pleural (?:reaction|abnormalit\w*|retraction)",
@@ -236,12 +268,14 @@ RULES = (
             rf"(?:loss of|decreased|diminished) {W % 3}height",
             rf"loss of xxxx {W % 4}vertebra\w*|xxxx loss {W % 4}(?:vertebra\w*|t\d+\b)",
             r"height loss",
-            r"(?:remote|old|healed) xxxx",
             r"healing deformit\w*",
         ),
         not_this=(
             rf"(?:catheter|sternotomy|wires?|leads?|screw|hardware) {W % 2}fractur\w*",
             rf"fractur\w* {W % 4}(?:sternotomy|wires?|catheter|leads?|screw|hardware)",
+            # a broken device: "fracture of the lateral most fixation screw", "the screw ... is fractured"
+            rf"fractur\w* of (?:the |a )?{W % 4}{DEVICE_PART}",
+            rf"{DEVICE_PART} {W % 5}(?:is|are|was|were|appears?) fractured",
         ),
     ),
     Finding(
@@ -271,6 +305,10 @@ RULES = (
             r"gastrostomy",
             r"embolization",
             r"(?:spine|spinal|cervical) fusion",
+            r"\bfusion xxxx",  # fusion hardware, redacted
+            # a redacted device said to be in position: "the chest XXXX is in satisfactory position"
+            rf"xxxx {W % 2}(?:(?:is|are|remains?) )?(?:in (?:satisfactory|good|appropriate|standard|adequate|unchanged|"
+            r"stable|expected|similar) position|in (?:the )?(?:svc|superior vena cava|right atrium))",
             r"\bport\b",
             r"port-a-cath",
             r"mediport",
@@ -286,7 +324,7 @@ RULES = (
             r"sutures?",
             r"\bstents?\b",
             r"(?:prosthe\w*|artificial|mechanical) (?:\w+ )?valve",
-            r"valve (?:replacement|prosthesis)",
+            r"valve (?:replacement|prosthesis|xxxx)",
             r"hardware",
             r"\bplates?\b",
             r"\bscrews?\b",
@@ -305,7 +343,9 @@ RULES = (
             r"\bvp shunt|shunt catheter",
         ),
         not_this=(r"(?:end|growth|epiphyseal) plates?", r"(?:bullet|jewelry|button|clothing|snap)",
-                  r"tube(?:rcul|r)"),
+                  r"tube(?:rcul|r)",
+                  # the heart's border, redacted: "obscuration of the right cardiac XXXX"
+                  rf"(?:obscur\w*|silhouett\w*|effac\w*|blurr\w*) {W % 2}(?:left |right )?cardiac xxxx"),
     ),
 )
 assert tuple(rule.name for rule in RULES) == FINDINGS
@@ -326,7 +366,7 @@ def _sentences(report: str) -> list[str]:
 class RuleLabeler:
     """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
 
-    version = "rule-labeler-2"  # 2: phrasings from the train-report error analysis (issue 14)
+    version = "rule-labeler-3"  # 2, 3: phrasings from the train-report error analysis (issue 14)
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]

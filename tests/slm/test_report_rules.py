@@ -67,3 +67,59 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
 )
 def test_look_alikes_are_no(sentence, finding):
     assert finding not in yes(sentence)
+
+
+# Second pass (rule-labeler-3): phrasing families among the misses left on the train reports.
+@pytest.mark.parametrize(
+    "sentence, finding",
+    [
+        # a redacted device said to be in position; fusion hardware redacted
+        ("The left chest XXXX is in good position.", "Support Devices"),
+        ("Right chest XXXX in the SVC.", "Support Devices"),
+        ("Lumbar fusion XXXX partially imaged.", "Support Devices"),
+        # "not well characterized" is a hedge, not a negation
+        ("Lower thoracic XXXX deformity, not well characterized.", "Fracture"),
+        # "not" before a verb in -ing says what the finding does not do
+        ("Hazy opacity at the left base, not obscuring the hemidiaphragm.", "Lung Opacity"),
+        # scarring after a comma behind the pleural sinus; "has not [changed]" redacted
+        ("Obliteration of the left pleural sinus, likely scarring.", "Pleural Other"),
+        ("A calcified pleural plaque on the left has not XXXX since the prior study.", "Pleural Other"),
+        # some of it is left
+        ("Nearly completely resolved left apical pneumothorax.", "Pneumothorax"),
+        # the calcifications are the hilum's, not the nodule's
+        ("Dense left lower lobe nodule and left hilar calcifications.", "Lung Lesion"),
+        ("Stable prominence of the left cardiac silhouette.", "Cardiomegaly"),
+        # the aortopulmonary window, redacted
+        ("Round density in the AP XXXX.", "Enlarged Cardiomediastinum"),
+        ("Pleural densities on the left which may represent loculated fluid.", "Pleural Effusion"),
+        ("Mitral valve XXXX in place.", "Support Devices"),  # a redacted valve replacement
+        # "if" makes a condition only up to its comma
+        ("If pain localizes there, suspect a nondisplaced rib fracture.", "Fracture"),
+    ],
+)
+def test_second_pass_phrasings_are_yes(sentence, finding):
+    found = yes(sentence)
+    assert finding in found and NO_FINDING not in found
+
+
+@pytest.mark.parametrize(
+    "sentence, finding",
+    [
+        ("Mild obscuration of the left cardiac XXXX.", "Support Devices"),  # the heart's border
+        ("Fracture of the most inferior fixation screw.", "Fracture"),  # a broken device
+        ("The lowest screw of the fixation XXXX is fractured.", "Fracture"),
+        ("Deformity of the left clavicle from remote XXXX.", "Fracture"),  # deformity alone
+        ("Patchy opacity at the right base, XXXX secondary to overlying soft tissue.", "Lung Opacity"),
+        ("A XXXX density on the frontal view suggests left atrial enlargement.", "Lung Opacity"),
+        ("Crowded interstitial markings from low lung volumes.", "Lung Opacity"),
+        ("Nodular opacity at the left base, XXXX to represent confluence of vessels.", "Lung Opacity"),
+        ("Nodular opacity at the left base, XXXX to represent confluence of vessels.", "Lung Lesion"),
+        ("Chest wall soft tissue density compatible with known breast carcinoma.", "Lung Lesion"),
+        ("Consolidation, atelectasis and blunting in the right lower lobe have cleared.", "Consolidation"),
+        ("Consolidation, atelectasis and blunting in the right lower lobe have cleared.", "Atelectasis"),
+        ("Increased density behind the lower mediastinum, due to a hiatal hernia.", "Enlarged Cardiomediastinum"),
+        ("Round opacity measuring 3 cm in diameter within the anterior mediastinum.", "Lung Opacity"),
+    ],
+)
+def test_second_pass_look_alikes_are_no(sentence, finding):
+    assert finding not in yes(sentence)
