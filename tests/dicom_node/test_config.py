@@ -81,6 +81,21 @@ def test_relative_paths_are_relative_to_the_configuration_file(tmp_path, monkeyp
     assert retraining.data == f"{site}/../data" and settings.dicom.tls.certificate == f"{site}/tls/node.pem"
 
 
+def test_the_web_and_routing_tls_files_are_relative_to_the_configuration_file(tmp_path, monkeypatch):
+    (tmp_path / "node.yaml").write_text(
+        "storage: {mode: files}\nweb: {tls: {certificate: tls/web.pem, private_key: tls/web.key}}\n"
+        "routing: {rules: [{name: r, send_to: {ae_title: WS, host: ws, port: 104, tls: true,\n"
+        "  ca_certificates: tls/ca.pem, certificate: tls/me.pem, private_key: /etc/me.key}}]}\n"
+    )
+    monkeypatch.chdir(tmp_path.parent)  # somewhere else
+    settings = load_settings(tmp_path / "node.yaml")
+    assert (settings.web.tls.certificate, settings.web.tls.private_key) == (f"{tmp_path}/tls/web.pem",
+                                                                          f"{tmp_path}/tls/web.key")
+    send_to = settings.routing.rules[0].send_to
+    assert (send_to.ca_certificates, send_to.certificate, send_to.private_key) == (
+        f"{tmp_path}/tls/ca.pem", f"{tmp_path}/tls/me.pem", "/etc/me.key")
+
+
 def test_names_that_are_not_paths_stay_as_they_are(tmp_path):
     (tmp_path / "node.yaml").write_text(
         "store: {url: 'postgresql://node:secret@db/slmnode'}\nmodel: {path: facebook/opt-350m}\n"
