@@ -135,6 +135,16 @@ def test_the_startup_line_names_the_store_where_it_is(tmp_path, monkeypatch):
         assert f"store sqlite:///{tmp_path}/slmnode.sqlite," in node.describe()
 
 
+def test_config_show_without_a_file_shows_the_paths_in_the_current_folder(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.delenv("SLMNODE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    effective = yaml.safe_load(CliRunner().invoke(cli, ["config", "show"]).output)
+    assert effective["store"]["url"] == f"sqlite:///{tmp_path}/slmnode.sqlite"
+    assert (effective["storage"]["folder"], effective["model"]["path"]) == (f"{tmp_path}/received", "embedded")
+
+
 def test_config_show_prints_the_effective_settings_and_check_names_the_nearest_key(tmp_path):
     import yaml
 
