@@ -290,7 +290,8 @@ def _problem(err) -> str:
     """One validation error as `dicom.prot: unknown key (did you mean dicom.port?)`."""
     where = ".".join(str(part) for part in err["loc"])
     if err["type"] != "extra_forbidden":
-        return f"{where}: {err['msg']}"
+        message = err["msg"].removeprefix("Value error, ")  # our validators' own words, without pydantic's prefix
+        return f"{where}: {message}" if where else message  # a check across sections has no key of its own
     section: type[BaseModel] = Settings
     for part in err["loc"][:-1]:  # the model the unknown key sits in
         annotation = section.model_fields[part].annotation

@@ -40,6 +40,9 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
         ("storage:\n  mode: everything\n", ["storage.mode"]),
         ("- a list\n", ["mapping"]),
         ("dicom: [\n", ["YAML"]),
+        ("retraining: {schedule: nope}\n", ["retraining.schedule: 'nope' is not a cron expression"]),
+        ("routing: {rules: [{name: s, send_to: {ae_title: X, host: h, port: 104}}]}\n",
+         ["bad.yaml: routing rules forward the instances as received, so they need storage.mode: files"]),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path, text, words):
@@ -48,7 +51,7 @@ def test_bad_files_name_the_file_and_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     message = str(info.value)
-    assert str(path) in message
+    assert str(path) in message and "Value error" not in message
     for word in words:
         assert word in message
 
