@@ -248,4 +248,8 @@ def test_echo_and_send_commands(tmp_path):
         "1 Failure 0xA900 (Data Set Does Not Match SOP Class), 1 skipped (not DICOM instances)\n"
     )
     assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
-    assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"association with ANY-SCP at 127.0.0.1:{port} rejected: Calling AE title not recognised (permanent)" \
+        in refused.output
+    nobody = runner.invoke(cli, ["echo", "127.0.0.1", port])  # the node has stopped: nothing listens there
+    assert nobody.exit_code == 1 and f"cannot connect to 127.0.0.1:{port} (nothing listening there" in nobody.output
