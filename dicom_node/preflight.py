@@ -44,6 +44,13 @@ def check(settings: Settings) -> None:
         raise StartError("cannot start the node:\n" + "\n".join(f"  {problem}" for problem in problems))
 
 
+def check_web(settings: Settings) -> None:
+    """`slmnode web` alone: raise StartError if it cannot listen on web.port, naming the setting."""
+    problem = _port("web", settings.web.bind_address, settings.web.port, "another web server")
+    if problem:
+        raise StartError(f"cannot start the web server:\n  {problem}")
+
+
 def _storage(settings: Settings) -> str | None:
     """files mode: the storage folder exists (made now) and takes a file, as every instance will."""
     if settings.storage.mode != "files":
