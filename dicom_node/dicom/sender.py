@@ -106,8 +106,10 @@ def open_association(ae: AE, host: str, port: int, called_aet: str, tls: TLSArgs
     assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls, evt_handlers=handlers)
     if assoc.is_established:
         return assoc
-    if "connected" not in seen:
+    if "connected" not in seen:  # with TLS the handshake is part of connecting
         raise AssociationFailed(
+            f"cannot connect to {host}:{port} over TLS (nothing listening there, or the TLS handshake failed: "
+            "check host, port, the CA and our certificate)" if tls else
             f"cannot connect to {host}:{port} (nothing listening there, or a firewall in between; check host and port)"
         )
     answer = seen.get("answer")
