@@ -15,7 +15,7 @@ def config() -> None:
 def show(ctx: click.Context) -> None:
     """Print the effective configuration as YAML: the file's settings, the defaults for the rest, paths made
     absolute (relative ones are relative to the file's folder, or without a file to the current folder);
-    the store's password hidden."""
+    the store's and Orthanc's passwords hidden."""
     from pathlib import Path
 
     import yaml
@@ -28,6 +28,8 @@ def show(ctx: click.Context) -> None:
         settings = relative_to(settings, Path.cwd())
     effective = settings.model_dump(mode="json")
     effective["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    if settings.orthanc.password is not None:
+        effective["orthanc"]["password"] = "***"
     click.echo(yaml.safe_dump(effective, sort_keys=False), nl=False)
 
 

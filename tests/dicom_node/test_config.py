@@ -148,6 +148,14 @@ def test_config_show_without_a_file_shows_the_paths_in_the_current_folder(tmp_pa
     assert (effective["storage"]["folder"], effective["model"]["path"]) == (f"{tmp_path}/received", "embedded")
 
 
+def test_config_show_hides_the_passwords(tmp_path):
+    (tmp_path / "node.yaml").write_text("store: {url: 'postgresql+psycopg://node:s3cret@db/slmnode'}\n"
+                                        "orthanc: {url: 'http://127.0.0.1:8042', username: slm, password: s3cret}\n")
+    shown = CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), "config", "show"])
+    assert shown.exit_code == 0 and "s3cret" not in shown.output
+    assert "postgresql+psycopg://node:***@db/slmnode" in shown.output and "password: '***'" in shown.output
+
+
 def test_config_show_prints_the_effective_settings_and_check_names_the_nearest_key(tmp_path):
     import yaml
 
