@@ -290,7 +290,8 @@ def _problem(err) -> str:
     """One validation error as `dicom.prot: unknown key (did you mean dicom.port?)`."""
     where = ".".join(str(part) for part in err["loc"])
     if err["type"] != "extra_forbidden":
-        return f"{where}: {err['msg']}"
+        message = err["msg"].removeprefix("Value error, ")  # our validators' own words, without pydantic's prefix
+        return f"{where}: {message}" if where else message  # a check across sections has no key of its own
     section: type[BaseModel] = Settings
     for part in err["loc"][:-1]:  # the model the unknown key sits in
         annotation = section.model_fields[part].annotation
@@ -305,11 +306,15 @@ def _problem(err) -> str:
 
 def relative_to(settings: Settings, folder: Path) -> Settings:
     """`settings` with every relative path made absolute under `folder`: the SQLite store, the storage
-    folder, the TLS files, the log file, a model or adapter folder, the retraining recipe file, models
-    folder and data folder. "embedded", hub ids and shipped recipe names stay as they are."""
+    folder, the TLS files (DICOM, web, routing destinations), the log file, a model or adapter folder, the
+    retraining recipe file, models folder and data folder. "embedded", hub ids and shipped recipe names
+    stay as they are."""
 
     def path(value: str | None) -> str | None:
         return value if value is None or Path(value).is_absolute() else str(folder / value)
+
+    def files(section: BaseModel, *names: str) -> BaseModel:
+        return section.model_copy(update={name: path(getattr(section, name)) for name in names})
 
     def model_path(value: str) -> str:
         # "org/model" is a hub id unless a folder of that name is there; "./x" and "../x" are folders.
@@ -322,11 +327,14 @@ def relative_to(settings: Settings, folder: Path) -> Settings:
     url, sqlite = settings.store.url, make_url(settings.store.url)
     if sqlite.get_backend_name() == "sqlite" and sqlite.database and sqlite.database != ":memory:":
         url = sqlite.set(database=path(sqlite.database)).render_as_string(hide_password=False)
-    tls, model, retraining = settings.dicom.tls, settings.model, settings.retraining
+    tls_files = ("certificate", "private_key", "ca_certificates")
+    model, retraining, routing = settings.model, settings.retraining, settings.routing
+    rules = [rule.model_copy(update={"send_to": files(rule.send_to, *tls_files)}) for rule in routing.rules]
     return settings.model_copy(
         update={
-            "dicom": settings.dicom.model_copy(update={"tls": tls.model_copy(update={
-                name: path(getattr(tls, name)) for name in ("certificate", "private_key", "ca_certificates")})}),
+            "dicom": settings.dicom.model_copy(update={"tls": files(settings.dicom.tls, *tls_files)}),
+            "web": settings.web.model_copy(update={"tls": files(settings.web.tls, "certificate", "private_key")}),
+            "routing": routing.model_copy(update={"rules": rules}),
             "storage": settings.storage.model_copy(update={"folder": path(settings.storage.folder)}),
             "store": settings.store.model_copy(update={"url": url}),
             "model": model.model_copy(update={"path": model_path(model.path), "adapter": path(model.adapter)}),

@@ -1,8 +1,9 @@
 """What `slmnode serve` checks before it loads any model: a node that cannot work must not say "ready".
 
-Loading a model takes seconds; a port in use, a storage or models folder the node cannot write, a model
-path that is neither a folder nor a hub id, or TLS files that do not load must stop the node at once,
-each named with the setting to fix, and leave nothing behind (the store is not opened yet).
+Loading a model takes seconds; a port in use (DICOM, and HL7 and web when enabled), a storage or models
+folder the node cannot write, a model path that is neither a folder nor a hub id, or TLS files that do not
+load must stop the node at once, each named with the setting to fix, and leave nothing behind (the store
+is not opened yet).
 """
 
 from __future__ import annotations
@@ -33,12 +34,21 @@ def check(settings: Settings) -> None:
             _model_path(settings.model.path),
             _adapter(settings.model.adapter),
             _tls(settings),
-            _port(settings.dicom.bind_address, settings.dicom.port),
+            _port("dicom", settings.dicom.bind_address, settings.dicom.port, "another slmnode or DICOM service"),
+            settings.hl7.enabled and _port("hl7", settings.hl7.bind_address, settings.hl7.port, "another HL7 listener"),
+            settings.web.enabled and _port("web", settings.web.bind_address, settings.web.port, "another web server"),
         )
         if problem
     ]
     if problems:
         raise StartError("cannot start the node:\n" + "\n".join(f"  {problem}" for problem in problems))
+
+
+def check_web(settings: Settings) -> None:
+    """`slmnode web` alone: raise StartError if it cannot listen on web.port, naming the setting."""
+    problem = _port("web", settings.web.bind_address, settings.web.port, "another web server")
+    if problem:
+        raise StartError(f"cannot start the web server:\n  {problem}")
 
 
 def _storage(settings: Settings) -> str | None:
@@ -95,8 +105,9 @@ def _tls(settings: Settings) -> str | None:
     return None
 
 
-def _port(address: str, port: int) -> str | None:
-    """Can the node listen there? Bound as pynetdicom binds (SO_REUSEADDR), then let go at once."""
+def _port(section: str, address: str, port: int, who: str) -> str | None:
+    """Can the node listen there (`section`'s port: DICOM, and HL7 and the web when enabled)? Bound as
+    pynetdicom binds (SO_REUSEADDR), then let go at once."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -105,7 +116,7 @@ def _port(address: str, port: int) -> str | None:
             sock.listen(1)  # a port in use by a listener fails here on some systems, not at bind
         except OSError as exc:
             return (
-                f"dicom.port: cannot listen on {address}:{port}: {exc.strerror or exc} "
-                "(another slmnode or DICOM service there? set dicom.port or dicom.bind_address)"
+                f"{section}.port: cannot listen on {address}:{port}: {exc.strerror or exc} "
+                f"({who} there? set {section}.port or {section}.bind_address)"
             )
     return None

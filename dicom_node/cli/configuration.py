@@ -11,15 +11,25 @@ def config() -> None:
 
 
 @config.command()
-@click.pass_obj
-def show(settings) -> None:
+@click.pass_context
+def show(ctx: click.Context) -> None:
     """Print the effective configuration as YAML: the file's settings, the defaults for the rest, paths made
-    absolute (relative ones are relative to the file's folder); the store's password hidden."""
+    absolute (relative ones are relative to the file's folder, or without a file to the current folder);
+    the store's and Orthanc's passwords hidden."""
+    from pathlib import Path
+
     import yaml
     from sqlalchemy.engine import make_url
 
+    from dicom_node.config import relative_to
+
+    settings = ctx.obj
+    if not ctx.find_root().params.get("config_path"):  # a file's paths are already absolute
+        settings = relative_to(settings, Path.cwd())
     effective = settings.model_dump(mode="json")
     effective["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    if settings.orthanc.password is not None:
+        effective["orthanc"]["password"] = "***"
     click.echo(yaml.safe_dump(effective, sort_keys=False), nl=False)
 
 

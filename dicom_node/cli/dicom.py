@@ -15,7 +15,7 @@ def serve(settings) -> None:
     """Run the node until Ctrl-C or SIGTERM: receive DICOM, record every series, harmonize descriptions.
 
     Everything comes from the configuration: AE title, address and port, allow-lists, TLS, storage
-    mode, store URL and harmonizer. The first log line says what the node is running with.
+    mode, store URL and harmonizer. The ready line (`slmnode ready: ...`) says what the node is running with.
     """
     from dicom_node.node import serve as run_node
     from dicom_node.preflight import StartError

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.dsutils import split_dataset
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.sop_class import MediaStorageDirectoryStorage, Verification
 from pynetdicom.status import (
     GENERAL_STATUS,
@@ -94,12 +95,29 @@ def _application_entity(calling_aet: str, timeout: float) -> AE:
 
 
 def open_association(ae: AE, host: str, port: int, called_aet: str, tls: TLSArgs | None = None):
-    """An established association (TCP_NODELAY on its socket), or AssociationFailed saying why not."""
-    assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls, evt_handlers=NODELAY_HANDLERS)
-    if not assoc.is_established:
+    """An established association (TCP_NODELAY on its socket), or AssociationFailed saying why not: no
+    connection at all, or the peer's rejection with its reason, which an administrator acts on."""
+    seen = {}
+    handlers = [
+        *NODELAY_HANDLERS,
+        (evt.EVT_CONN_OPEN, lambda event: seen.setdefault("connected", True)),
+        (evt.EVT_ACSE_RECV, lambda event: seen.__setitem__("answer", event.primitive)),
+    ]
+    assoc = ae.associate(host, port, ae_title=called_aet, tls_args=tls, evt_handlers=handlers)
+    if assoc.is_established:
+        return assoc
+    if "connected" not in seen:  # with TLS the handshake is part of connecting
+        raise AssociationFailed(
+            f"cannot connect to {host}:{port} over TLS (nothing listening there, or the TLS handshake failed: "
+            "check host, port, the CA and our certificate)" if tls else
+            f"cannot connect to {host}:{port} (nothing listening there, or a firewall in between; check host and port)"
+        )
+    answer = seen.get("answer")
+    if assoc.is_rejected and isinstance(answer, A_ASSOCIATE):
+        why = f"rejected: {answer.reason_str} ({'permanent' if answer.result == 0x01 else 'transient'})"
+    else:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "not established"
-        raise AssociationFailed(f"association with {called_aet} at {host}:{port} {why}")
-    return assoc
+    raise AssociationFailed(f"association with {called_aet} at {host}:{port} {why}")
 
 
 def echo(

@@ -40,6 +40,9 @@ def test_environment_variable_names_the_file(tmp_path, monkeypatch):
         ("storage:\n  mode: everything\n", ["storage.mode"]),
         ("- a list\n", ["mapping"]),
         ("dicom: [\n", ["YAML"]),
+        ("retraining: {schedule: nope}\n", ["retraining.schedule: 'nope' is not a cron expression"]),
+        ("routing: {rules: [{name: s, send_to: {ae_title: X, host: h, port: 104}}]}\n",
+         ["bad.yaml: routing rules forward the instances as received, so they need storage.mode: files"]),
     ],
 )
 def test_bad_files_name_the_file_and_the_key(tmp_path, text, words):
@@ -48,7 +51,7 @@ def test_bad_files_name_the_file_and_the_key(tmp_path, text, words):
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     message = str(info.value)
-    assert str(path) in message
+    assert str(path) in message and "Value error" not in message
     for word in words:
         assert word in message
 
@@ -79,6 +82,21 @@ def test_relative_paths_are_relative_to_the_configuration_file(tmp_path, monkeyp
     retraining = settings.retraining
     assert (retraining.recipe, retraining.models_folder) == (f"{site}/recipes/mine.yaml", f"{site}/models")
     assert retraining.data == f"{site}/../data" and settings.dicom.tls.certificate == f"{site}/tls/node.pem"
+
+
+def test_the_web_and_routing_tls_files_are_relative_to_the_configuration_file(tmp_path, monkeypatch):
+    (tmp_path / "node.yaml").write_text(
+        "storage: {mode: files}\nweb: {tls: {certificate: tls/web.pem, private_key: tls/web.key}}\n"
+        "routing: {rules: [{name: r, send_to: {ae_title: WS, host: ws, port: 104, tls: true,\n"
+        "  ca_certificates: tls/ca.pem, certificate: tls/me.pem, private_key: /etc/me.key}}]}\n"
+    )
+    monkeypatch.chdir(tmp_path.parent)  # somewhere else
+    settings = load_settings(tmp_path / "node.yaml")
+    assert (settings.web.tls.certificate, settings.web.tls.private_key) == (f"{tmp_path}/tls/web.pem",
+                                                                          f"{tmp_path}/tls/web.key")
+    send_to = settings.routing.rules[0].send_to
+    assert (send_to.ca_certificates, send_to.certificate, send_to.private_key) == (
+        f"{tmp_path}/tls/ca.pem", f"{tmp_path}/tls/me.pem", "/etc/me.key")
 
 
 def test_names_that_are_not_paths_stay_as_they_are(tmp_path):
@@ -118,6 +136,24 @@ def test_the_startup_line_names_the_store_where_it_is(tmp_path, monkeypatch):
                                         "reports": {"interval_seconds": 0}})  # the built-in store.url, relative
     with Node(settings, KeywordHarmonizer()) as node:
         assert f"store sqlite:///{tmp_path}/slmnode.sqlite," in node.describe()
+
+
+def test_config_show_without_a_file_shows_the_paths_in_the_current_folder(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.delenv("SLMNODE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    effective = yaml.safe_load(CliRunner().invoke(cli, ["config", "show"]).output)
+    assert effective["store"]["url"] == f"sqlite:///{tmp_path}/slmnode.sqlite"
+    assert (effective["storage"]["folder"], effective["model"]["path"]) == (f"{tmp_path}/received", "embedded")
+
+
+def test_config_show_hides_the_passwords(tmp_path):
+    (tmp_path / "node.yaml").write_text("store: {url: 'postgresql+psycopg://node:s3cret@db/slmnode'}\n"
+                                        "orthanc: {url: 'http://127.0.0.1:8042', username: slm, password: s3cret}\n")
+    shown = CliRunner().invoke(cli, ["--config", str(tmp_path / "node.yaml"), "config", "show"])
+    assert shown.exit_code == 0 and "s3cret" not in shown.output
+    assert "postgresql+psycopg://node:***@db/slmnode" in shown.output and "password: '***'" in shown.output
 
 
 def test_config_show_prints_the_effective_settings_and_check_names_the_nearest_key(tmp_path):

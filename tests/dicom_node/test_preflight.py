@@ -59,6 +59,21 @@ def test_a_port_in_use_is_named(tmp_path):
     assert not (tmp_path / "slmnode.sqlite").exists()
 
 
+def test_the_hl7_and_web_ports_in_use_are_named_when_enabled(tmp_path):
+    with socket.socket() as hl7, socket.socket() as web:
+        for taken in (hl7, web):
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+        (hl7_port, web_port) = (hl7.getsockname()[1], web.getsockname()[1])
+        result = serve(tmp_path, {"dicom": {"bind_address": "127.0.0.1", "port": 0},
+                                  "hl7": {"enabled": True, "port": hl7_port},
+                                  "web": {"enabled": True, "port": web_port}})
+    assert result.returncode == 1
+    assert f"hl7.port: cannot listen on 127.0.0.1:{hl7_port}: Address already in use" in result.stderr
+    assert f"web.port: cannot listen on 127.0.0.1:{web_port}: Address already in use" in result.stderr
+    assert not (tmp_path / "slmnode.sqlite").exists()
+
+
 def test_every_problem_is_listed_at_once(tmp_path):
     result = serve(tmp_path, {"dicom": {"bind_address": "127.0.0.1", "port": 0},
                               "model": {"path": "/nowhere/model"}, "model_": {}})

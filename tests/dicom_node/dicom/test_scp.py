@@ -213,7 +213,7 @@ def test_tls_association_with_client_certificates(tmp_path, pki):
         with pytest.raises(AssociationFailed):  # plain TCP to a TLS port
             echo("127.0.0.1", node.port, timeout=TIMEOUT)
         untrusted = client_tls_context()  # the system's CAs do not know the test CA
-        with pytest.raises(AssociationFailed):
+        with pytest.raises(AssociationFailed, match="over TLS .*the TLS handshake failed"):
             echo("127.0.0.1", node.port, tls=(untrusted, "127.0.0.1"), timeout=TIMEOUT)
     assert isinstance(client, ssl.SSLContext)
 
@@ -248,4 +248,8 @@ def test_echo_and_send_commands(tmp_path):
         "1 Failure 0xA900 (Data Set Does Not Match SOP Class), 1 skipped (not DICOM instances)\n"
     )
     assert sorted(row.description for row in stored.values()) == ["t1_cli", "t2_cli"]
-    assert refused.exit_code == 1 and "rejected" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert f"association with ANY-SCP at 127.0.0.1:{port} rejected: Calling AE title not recognised (permanent)" \
+        in refused.output
+    nobody = runner.invoke(cli, ["echo", "127.0.0.1", port])  # the node has stopped: nothing listens there
+    assert nobody.exit_code == 1 and f"cannot connect to 127.0.0.1:{port} (nothing listening there" in nobody.output

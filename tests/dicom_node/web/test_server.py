@@ -71,3 +71,18 @@ def test_tls_settings_that_cannot_work_are_a_config_error(tmp_path, tls, words):
     with pytest.raises(ConfigError, match=words):
         WebServer(settings, store)
     store.close()
+
+
+def test_slmnode_web_on_a_port_in_use_names_the_setting(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = tmp_path / "node.yaml"
+        config.write_text(yaml.safe_dump({"web": {"port": port}}))
+        web = subprocess.run([sys.executable, "-m", "dicom_node.cli", "--config", str(config), "web"],
+                             capture_output=True, text=True, timeout=60)
+    assert web.returncode == 1 and "Traceback" not in web.stderr
+    assert f"web.port: cannot listen on 127.0.0.1:{port}: Address already in use" in web.stderr
