@@ -171,7 +171,7 @@ LIST_FIELDS = (
 )
 EXPORT_FIELDS = (
     "id", "report_key", "source", "study_uid", "linked_study_uid", "accession_number", "report_date",
-    "received_at", *REPORT_SECTIONS, "generated_impression", "model_version", "processed_at",
+    "received_at", *REPORT_SECTIONS, "status", "generated_impression", "model_version", "processed_at",
 )
 
 

@@ -136,8 +136,8 @@ def mappings(
         query = query.where(Description.text.ilike(pattern, escape="\\"))
     if since is not None:
         query = query.where(Description.first_seen >= since)
-    if unreviewed:
-        query = query.where(corrected.c.label.is_(None))
+    if unreviewed:  # the review queue: what the model labeled and nobody corrected (not what it never reads)
+        query = query.where(corrected.c.label.is_(None), _harmonized(modalities) if modalities is not None else True)
     with engine.connect() as conn:
         return [Mapping(*row) for row in conn.execute(query)]
 

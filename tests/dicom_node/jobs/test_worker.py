@@ -153,6 +153,8 @@ def test_only_mr_series_are_harmonized_the_others_are_stored_and_shown_not_harmo
     assert all(ds.SeriesInstanceUID in table for ds in datasets)  # whole UIDs, to paste back
     listed = [line.split("  ")[0] for line in slmnode("mappings").output.splitlines() if "not harmonized" in line]
     assert sorted(listed) == sorted(ds.SeriesDescription for ds in datasets[1:])
+    queue = json.loads(slmnode("mappings", "--unreviewed", "--format", "json").output)
+    assert [row["description"] for row in queue] == ["ax t2 flair"]  # nothing to review in what is not read
 
     # A site that harmonizes CT too says so; the CT description is queued for the worker again.
     store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")

@@ -156,6 +156,7 @@ def test_export_csv_has_the_labels_as_columns_and_json_as_an_object(slmnode, tmp
     assert len(rows) == 4
     assert list(rows[0])[-14:] == list(LABEL_KEYS)
     assert rows[0]["Cardiomegaly"] == "Yes" and rows[0]["Edema"] == "No" and rows[3]["Cardiomegaly"] == ""
+    assert [row["status"] for row in rows] == ["processed"] * 3 + ["waiting"]  # not applicable would say so
     assert rows[1]["linked_study_uid"] == STUDY and rows[1]["generated_impression"] == "Lungs are clear."
     assert not any("Doe" in value or "PID-123" in value for row in rows for value in row.values())
 
