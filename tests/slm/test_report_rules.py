@@ -47,32 +47,7 @@ def yes(findings: str) -> set[str]:
         ("A humeral intramedullary XXXX is noted.", "Support Devices"),
         ("TIPS shunt visualized.", "Support Devices"),
         ("There is an IVC XXXX in place.", "Support Devices"),
-    ],
-)
-def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
-    found = yes(sentence)
-    assert finding in found and NO_FINDING not in found
-
-
-@pytest.mark.parametrize(
-    "sentence, finding",
-    [
-        ("Mild nonconsolidating right lower lobe airspace disease.", "Consolidation"),
-        ("No noncalcified nodule.", "Lung Lesion"),
-        ("Scattered small nodules throughout the lungs most likely represent calcified granulomas.", "Lung Lesion"),
-        ("The chest tube tip projects outside the thoracic cavity.", "Lung Lesion"),
-        ("Curvilinear densities over the heart.", "Lung Opacity"),
-        ("Blunting of the costophrenic sulcus, effusion versus scarring.", "Lung Opacity"),
-    ],
-)
-def test_look_alikes_are_no(sentence, finding):
-    assert finding not in yes(sentence)
-
-
-# Second pass (rule-labeler-3): phrasing families among the misses left on the train reports.
-@pytest.mark.parametrize(
-    "sentence, finding",
-    [
+        # second pass (rule-labeler-3): phrasing families among the misses left on the train reports
         # a redacted device said to be in position; fusion hardware redacted
         ("The left chest XXXX is in good position.", "Support Devices"),
         ("Right chest XXXX in the SVC.", "Support Devices"),
@@ -97,7 +72,7 @@ def test_look_alikes_are_no(sentence, finding):
         ("If pain localizes there, suspect a nondisplaced rib fracture.", "Fracture"),
     ],
 )
-def test_second_pass_phrasings_are_yes(sentence, finding):
+def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
     found = yes(sentence)
     assert finding in found and NO_FINDING not in found
 
@@ -105,6 +80,13 @@ def test_second_pass_phrasings_are_yes(sentence, finding):
 @pytest.mark.parametrize(
     "sentence, finding",
     [
+        ("Mild nonconsolidating right lower lobe airspace disease.", "Consolidation"),
+        ("No noncalcified nodule.", "Lung Lesion"),
+        ("Scattered small nodules throughout the lungs most likely represent calcified granulomas.", "Lung Lesion"),
+        ("The chest tube tip projects outside the thoracic cavity.", "Lung Lesion"),
+        ("Curvilinear densities over the heart.", "Lung Opacity"),
+        ("Blunting of the costophrenic sulcus, effusion versus scarring.", "Lung Opacity"),
+        # second pass (rule-labeler-3)
         ("Mild obscuration of the left cardiac XXXX.", "Support Devices"),  # the heart's border
         ("Fracture of the most inferior fixation screw.", "Fracture"),  # a broken device
         ("The lowest screw of the fixation XXXX is fractured.", "Fracture"),
@@ -121,5 +103,5 @@ def test_second_pass_phrasings_are_yes(sentence, finding):
         ("Round opacity measuring 3 cm in diameter within the anterior mediastinum.", "Lung Opacity"),
     ],
 )
-def test_second_pass_look_alikes_are_no(sentence, finding):
+def test_look_alikes_are_no(sentence, finding):
     assert finding not in yes(sentence)
