@@ -192,6 +192,7 @@ def test_a_fine_tuning_recipe_goes_on_from_the_running_version():
     assert from_running(scratch, running("/models/v1")).base == "scratch"
 
 
+@pytest.mark.needs_data  # the site's recipe reads the data sets, as the tests above
 @pytest.mark.slow  # trains and judges a model
 def test_a_retraining_started_from_the_web_shows_its_phases_and_registers_the_version(site):
     from fastapi.testclient import TestClient
