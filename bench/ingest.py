@@ -65,7 +65,8 @@ def run_bare_scp(port: int) -> None:
 
     from dicom_node.config import Settings
     from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries
-    from dicom_node.dicom.scp import StoreStatus, make_ae
+    from dicom_node.dicom.scp import make_ae
+    from dicom_node.dicom.status import StoreStatus
 
     quiet_dicom_libraries()
     ae = make_ae(Settings.model_validate({"dicom": {"max_associations": 2 * PARALLEL}}))

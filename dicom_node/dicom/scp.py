@@ -26,6 +26,7 @@ from dicom_node.dicom.files import instance_path, remove_partial_writes, write_a
 from dicom_node.dicom.header import InstanceRecord, MissingTag, Unreadable, read_header
 from dicom_node.dicom.network import NODELAY_HANDLERS, quiet_dicom_libraries, server_tls_context
 from dicom_node.dicom.server import ConnectionGuard, GuardedAssociationServer
+from dicom_node.dicom.status import StoreStatus
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
@@ -85,15 +86,6 @@ def handle_association_request(
 
 
 # ---- C-STORE: header, record, file, commit, status --------------------------------------------
-
-
-class StoreStatus(IntEnum):
-    """C-STORE response statuses the node sends (PS3.4 B.2.3)."""
-
-    SUCCESS = 0x0000
-    OUT_OF_RESOURCES = 0xA700  # the store or the disk failed; the sender may retry later
-    DOES_NOT_MATCH_SOP_CLASS = 0xA900  # a UID every instance must have is missing or invalid: do not retry
-    CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be decoded: truncated or malformed
 
 
 def handle_store(event: evt.Event, store: Store, settings: Settings) -> int:

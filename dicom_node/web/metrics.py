@@ -16,6 +16,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
+from dicom_node.dicom.status import StoreStatus
+
 ASSOCIATIONS_ACCEPTED = Counter("slmnode_associations_accepted", "DICOM associations accepted", registry=None)
 ASSOCIATIONS_REJECTED = Counter(
     "slmnode_associations_rejected", "DICOM associations rejected, by reason", ["reason"], registry=None
@@ -94,10 +96,13 @@ def observed(handler: Callable[..., int]) -> Callable[..., int]:
 
 
 def _status_name(status) -> str:
-    """A C-STORE answer's label: the StoreStatus name, else its code; a status Dataset (one with an Error
-    Comment) by its Status."""
-    status = getattr(status, "Status", status)
-    return getattr(status, "name", f"0x{int(status):04X}").lower()
+    """A C-STORE answer's label: its StoreStatus name, whether the handler answered the code or a status
+    Dataset (one with an Error Comment); else its code."""
+    code = int(getattr(status, "Status", status))
+    try:
+        return StoreStatus(code).name.lower()
+    except ValueError:
+        return f"0x{code:04x}"
 
 
 def job_finished(job: str, failed: bool) -> None:

@@ -9,7 +9,7 @@ import pytest
 from pydicom import dcmwrite
 
 from tests.support.dicom_factory import deflate_bomb, mr_instance, write_files
-from dicom_node.dicom.scp import StoreStatus
+from dicom_node.dicom.status import StoreStatus
 from dicom_node.dicom.sender import echo, send_files
 from tests.support.helpers_dicom import TIMEOUT, start_node, stored_instances
 

@@ -14,7 +14,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_node.dicom.sender import send_files
 from dicom_node.store.users import add_user
-from tests.support.dicom_factory import brain_study, write_files
+from tests.support.dicom_factory import brain_study, mr_instance, write_files
 from tests.support.helpers_dicom import TIMEOUT, start_node
 from tests.support.web import PASSWORD
 
@@ -85,6 +85,20 @@ def test_associations_beyond_the_maximum_count_as_local_limit_exceeded(tmp_path)
         _, after = scrape(node)
     reason = ("slmnode_associations_rejected_total", (("reason", "local_limit_exceeded"),))
     assert after[reason] - before.get(reason, 0) == 1
+
+
+def test_a_failure_answered_with_its_error_comment_is_counted_by_its_status_name(tmp_path):
+    """0xA900 goes out as a status Dataset (it names the missing UID); /metrics still says which status it was."""
+    ds = mr_instance("t1 without its series")
+    del ds.SeriesInstanceUID
+    paths = write_files([ds], tmp_path / "in")
+    with start_node(tmp_path, web={"enabled": True, "port": 0}) as node:
+        add_user(node.store, "prom", "viewer", PASSWORD)
+        _, before = scrape(node)
+        assert [o.status for o in send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)] == [0xA900]
+        _, after = scrape(node)
+    refused = ("slmnode_instances_total", (("status", "does_not_match_sop_class"),))
+    assert after[refused] - before.get(refused, 0) == 1
 
 
 def test_metrics_need_a_login(tmp_path):
