@@ -30,7 +30,7 @@ from dicom_node.dicom.status import StoreStatus
 from dicom_node.reports.sr import TEXT_SR_CLASSES, report_from_sr
 from dicom_node.store.database import Store
 from dicom_node.store.reports import record_report
-from dicom_node.web import metrics
+from dicom_node import metrics
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dicom_node.jobs.polling import PollingThread
 from dicom_node.jobs.retry import run_in_halves
 from dicom_node.store import mappings
 from dicom_node.store.database import Store
-from dicom_node.web.metrics import HARMONIZATION_BATCH_SECONDS
+from dicom_node.metrics import HARMONIZATION_BATCH_SECONDS
 from slm.harmonizer import Harmonizer
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 
 from dicom_node.store.migrations import one_upgrade_at_a_time
-from dicom_node.web.metrics import job_finished
+from dicom_node.metrics import job_finished
 
 log = logging.getLogger(__name__)
 

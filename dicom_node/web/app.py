@@ -23,7 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dicom_node.config import ConfigError, Settings
 from dicom_node.store.database import Store
-from dicom_node.web import api, metrics, pages, views
+from dicom_node import metrics
+from dicom_node.web import api, pages, views
 from dicom_node.web.auth import LoginLimiter, LoginRequired, scraper
 from dicom_node.web.context import WebContext
 

@@ -18,7 +18,7 @@ from dicom_node.store import exchange
 from dicom_node.store import mappings as queries
 from dicom_node.store.database import Store
 from dicom_node.store.times import iso
-from dicom_node.web import metrics
+from dicom_node import metrics
 from training import gate
 
 MAPPING_SORTS = ("queue", "description", "label", "confidence", "series_count", "first_seen")
