@@ -92,8 +92,8 @@ def list_mappings(
 ) -> dict:
     """Series descriptions with their labels, filtered as `slmnode mappings` filters; sort `queue` (the default)
     puts unreviewed, low-confidence ones first."""
-    filters = views.MappingFilters(label, below, search, since, unreviewed, tuple(web.settings.harmonizer.modalities))
-    return views.mapping_page(web.store, filters, sort, order == "desc", page, per_page)
+    filters = views.MappingFilters(label, below, search, since, unreviewed)
+    return views.mapping_page(web.store, web.settings, filters, sort, order == "desc", page, per_page)
 
 
 class CorrectionRequest(BaseModel):
@@ -146,7 +146,7 @@ def study(
     """A study's series with their labels, by Study Instance UID or by Accession Number (give one)."""
     if (study_uid is None) == (accession is None):
         raise HTTPException(400, "give one of study_uid or accession")
-    found = views.study(web.store, web.settings.harmonizer.modalities, study_uid=study_uid, accession=accession)
+    found = views.study(web.store, web.settings, study_uid=study_uid, accession=accession)
     if not found:
         raise HTTPException(404, f"no study {'with accession ' + accession if accession else study_uid} in the store")
     return {"study_uid": found[0]["study_uid"], "series": found}
@@ -154,7 +154,7 @@ def study(
 
 @router.get("/series/{series_uid}", tags=["studies"], responses={404: {"description": "no such series"}})
 def series(series_uid: UID, web: WebContext = Depends(context), _: Login = Depends(viewer)) -> dict:
-    found = views.series(web.store, web.settings.harmonizer.modalities, series_uid)
+    found = views.series(web.store, web.settings, series_uid)
     if not found:
         raise HTTPException(404, f"no series {series_uid} in the store")
     return found[0]

@@ -127,12 +127,12 @@ def mappings_page(
             raise BadFilter("confidence below: give a number from 0 to 1")
         filters = views.MappingFilters(
             label or None, confidence, search.strip() or None, _parse(since, datetime.fromisoformat, "first seen since"),
-            bool(unreviewed), tuple(web.settings.harmonizer.modalities),
+            bool(unreviewed),
         )
         if sort not in views.MAPPING_SORTS:
             raise BadFilter(f"sort: {sort!r} is not one of {', '.join(views.MAPPING_SORTS)}")
         number = _parse(page, int, "page") or 1
-        result = views.mapping_page(web.store, filters, sort, order == "desc", max(1, number), 50)
+        result = views.mapping_page(web.store, web.settings, filters, sort, order == "desc", max(1, number), 50)
         error = None
     except BadFilter as exc:
         result, error = {"total": 0, "page": 1, "pages": 1, "items": []}, str(exc)
@@ -188,9 +188,9 @@ def studies_page(
     study_uid, accession = study_uid.strip(), accession.strip()
     found = None  # nothing asked yet
     if study_uid:
-        found = views.study(web.store, web.settings.harmonizer.modalities, study_uid=study_uid)
+        found = views.study(web.store, web.settings, study_uid=study_uid)
     elif accession:
-        found = views.study(web.store, web.settings.harmonizer.modalities, accession=accession)
+        found = views.study(web.store, web.settings, accession=accession)
     return _render(request, "studies.html", login, series=found, study_uid=study_uid, accession=accession)
 
 

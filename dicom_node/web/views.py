@@ -33,7 +33,6 @@ class MappingFilters:
     search: str | None = None
     since: datetime | None = None
     unreviewed: bool = False
-    modalities: tuple[str, ...] | None = None  # harmonizer.modalities: other descriptions are "not harmonized"
 
 
 def _queue_order(row: dict):
@@ -42,12 +41,14 @@ def _queue_order(row: dict):
 
 
 def mapping_page(
-    store: Store, filters: MappingFilters, sort: str = "queue", descending: bool = False, page: int = 1,
-    per_page: int = 50,
+    store: Store, settings: Settings, filters: MappingFilters, sort: str = "queue", descending: bool = False,
+    page: int = 1, per_page: int = 50,
 ) -> dict:
-    """One page of mappings, filtered and sorted, each with a few example series."""
+    """One page of mappings, filtered and sorted, each with a few example series; descriptions only other
+    modalities than harmonizer.modalities brought are "not harmonized"."""
     found = queries.mappings(
-        store.engine, filters.label, filters.below, filters.search, filters.since, filters.unreviewed, filters.modalities
+        store.engine, filters.label, filters.below, filters.search, filters.since, filters.unreviewed,
+        settings.harmonizer.modalities,
     )
     rows = exchange.mapping_rows(found)
     if sort == "queue":
@@ -64,15 +65,18 @@ def mapping_page(
     return {"total": total, "page": page, "per_page": per_page, "pages": max(1, -(-total // per_page)), "items": items}
 
 
-def study(store: Store, modalities, study_uid: str | None = None, accession: str | None = None) -> list[dict]:
+def study(store: Store, settings: Settings, study_uid: str | None = None, accession: str | None = None) -> list[dict]:
     """The series of a study (by Study Instance UID or Accession Number) with their labels; series of
     modalities the harmonizer leaves alone show "not harmonized"."""
-    found = queries.series_mappings(store.engine, study_uid=study_uid, accession=accession, modalities=modalities)
+    found = queries.series_mappings(
+        store.engine, study_uid=study_uid, accession=accession, modalities=settings.harmonizer.modalities
+    )
     return [asdict(s) for s in found]
 
 
-def series(store: Store, modalities, series_uid: str) -> list[dict]:
-    return [asdict(s) for s in queries.series_mappings(store.engine, series_uid=series_uid, modalities=modalities)]
+def series(store: Store, settings: Settings, series_uid: str) -> list[dict]:
+    found = queries.series_mappings(store.engine, series_uid=series_uid, modalities=settings.harmonizer.modalities)
+    return [asdict(s) for s in found]
 
 
 def running_version(store: Store, node=None) -> str | None:
