@@ -25,6 +25,7 @@ from transformers.utils import logging as transformers_logging
 
 from slm.harmonizer import Prediction
 from slm.hints import hints_for, reads_hints, rule_answers
+from slm.neighbours import Neighbours
 from slm.tasks import (
     HARMONIZE,
     IMPRESSION,
@@ -70,9 +71,10 @@ def load_engine(
 
     `path` may also be an adapter folder whose adapter_config.json names its base model.
     """
-    model, tokenizer, name, rule_hints = _load_model(path, adapter)
+    model, tokenizer, name, prompt_folder = _load_model(path, adapter)
     return Engine(model, tokenizer, name, device=device, batch_size=batch_size,
-                  impression_max_tokens=impression_max_tokens, rule_hints=rule_hints)
+                  impression_max_tokens=impression_max_tokens, rule_hints=reads_hints(prompt_folder),
+                  neighbours=reads_hints(prompt_folder, "neighbours"))
 
 
 def _load_model(path: str, adapter: str | None):
@@ -97,8 +99,9 @@ def _load_model(path: str, adapter: str | None):
     except (OSError, ValueError) as exc:
         with_adapter = f" with adapter {adapter!r}" if adapter else ""
         raise ModelUnavailable(f"cannot load model {path!r}{with_adapter}: {exc}") from None
-    # The prompt the model was trained with: an adapter's own word wins over its base's.
-    return model, tokenizer, name, reads_hints(adapter_folder) or (adapter_folder is None and reads_hints(folder))
+    # The prompt the model was trained with (prompt.json): an adapter's own word wins over its base's.
+    prompt_folder = adapter_folder if adapter_folder is not None else folder
+    return model, tokenizer, name, prompt_folder
 
 
 def model_folder(path: str) -> Path | None:
@@ -239,9 +242,10 @@ class Engine:
     """A loaded model answering the three tasks; an Engine is also a Harmonizer."""
 
     def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
-                 impression_max_tokens: int = 128, rule_hints: bool = False):
+                 impression_max_tokens: int = 128, rule_hints: bool = False, neighbours: bool = False):
         model = model.float().eval()
         self.rule_hints = rule_hints  # the model was trained reading the rules' answer (slm/hints.py)
+        self.neighbours = neighbours  # ... and a description's nearest labeled neighbour (slm/neighbours.py)
         self.version = model_version(model, tokenizer, name)
         self.device, dtype = pick_device(device)
         self.model = model.to(self.device, dtype)
@@ -264,14 +268,17 @@ class Engine:
     # Public tasks
 
     @torch.inference_mode()
-    def harmonize(self, texts: Sequence[str]) -> list[Prediction]:
-        probs = [scores.softmax(-1) for scores in self.harmonize_scores(texts)]
+    def harmonize(self, texts: Sequence[str], known: Neighbours | None = None) -> list[Prediction]:
+        probs = [scores.softmax(-1) for scores in self.harmonize_scores(texts, known)]
         return [Prediction(SERIES_LABELS[int(p.argmax())], round(float(p.max()), 6), self.version) for p in probs]
 
     @torch.inference_mode()
-    def harmonize_scores(self, texts: Sequence[str]) -> torch.Tensor:
-        """Log-probability of each of the seven labels as the answer, [N, 7] (before normalizing over them)."""
-        scores = self._batched(texts, self._harmonize_rows, self._harmonize_scores)
+    def harmonize_scores(self, texts: Sequence[str], known: Neighbours | None = None) -> torch.Tensor:
+        """Log-probability of each of the seven labels as the answer, [N, 7] (before normalizing over them).
+        `known`: labeled descriptions (a site's corrections) whose nearest one a model trained with
+        neighbours reads; other models ignore it."""
+        neighbours = known.hints(texts) if known is not None and self.neighbours else [None] * len(texts)
+        scores = self._batched(list(zip(texts, neighbours)), self._harmonize_rows, self._harmonize_scores)
         return torch.stack(scores) if scores else torch.empty((0, len(SERIES_LABELS)))
 
     def label(self, texts: Sequence[str]) -> list[dict[str, str]]:
@@ -296,9 +303,10 @@ class Engine:
 
     # Prompts, fitted to the model's context
 
-    def _harmonize_rows(self, text: str) -> list[int]:
+    def _harmonize_rows(self, described: tuple[str, str | None]) -> list[int]:
+        text, neighbour = described
         reserve = max(len(ids) for ids in self.harmonize_choice.ids)
-        hint = self._hint(HARMONIZE, text)
+        hint = hints_for(HARMONIZE, text, self.rule_hints, neighbour)[0]
         return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t, hint)
                          + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
 
@@ -382,7 +390,7 @@ class Engine:
                     rest[:, j] += logprobs[:, f, t, token]
         return scores + rest
 
-    def _harmonize_scores(self, rows: list[list[int]], _texts: Sequence[str]) -> list[torch.Tensor]:
+    def _harmonize_scores(self, rows: list[list[int]], _inputs: Sequence) -> list[torch.Tensor]:
         batch, first = self._start(HARMONIZE, rows)
         return list(self._scores(batch, first, self.harmonize_choice).cpu())
 

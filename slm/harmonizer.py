@@ -9,9 +9,12 @@ Which one runs is the node's decision (dicom_node.models.choose), not this packa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from slm.tasks import SERIES_LABELS
+
+if TYPE_CHECKING:
+    from slm.neighbours import Neighbours
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ class Prediction:
 class Harmonizer(Protocol):
     version: str
 
-    def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]: ...
+    def harmonize(self, descriptions: Sequence[str], known: Neighbours | None = None) -> list[Prediction]:
+        """`known`: labeled descriptions (the site's corrections); a model trained with neighbours reads
+        the nearest one (slm/neighbours.py), any other harmonizer ignores them."""
 
 
 def description_key(description: str) -> str:

@@ -5,8 +5,10 @@ learn (glued words, folder-name forms, phrasing they do not know); a model that 
 next to the input copies it where it holds and overrides it where its own reading is surer. A
 description's hint and a report's positive findings go in the prompt; the labeler's answer for each
 finding goes in the answer's key for that finding (slm.tasks.label_pieces), right before the model's.
-Whether a model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true},
-written by the trainer, read by the engine, so a model is always asked the way it was trained.
+Whether a model reads hints is part of the model: its folder's prompt.json says {"rule_hints": true}
+(and {"neighbours": true} for a model that also reads a description's nearest labeled neighbour,
+slm/neighbours.py), written by the trainer, read by the engine, so a model is always asked the way it
+was trained.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ def rule_answers(text: str) -> list[str]:
     return [labels[key] for key in LABEL_KEYS]
 
 
-def hints_for(task: Task, text: str, rule_hints: bool) -> tuple[str | None, list[str] | None]:
-    """(prompt hint, rule answers in the labeling keys) for a model trained with or without rule hints."""
-    if not rule_hints:
-        return None, None
-    return rule_hint(task, text), rule_answers(text) if task is LABEL else None
+def hints_for(task: Task, text: str, rule_hints: bool, neighbour: str | None = None) -> tuple[str | None, list[str] | None]:
+    """(prompt hint, rule answers in the labeling keys) for a model trained with or without rule hints;
+    a description's nearest labeled neighbour (slm/neighbours.py, `FLAIR 0.8`) follows the rules' reading."""
+    hint = rule_hint(task, text) if rule_hints else None
+    if neighbour is not None:
+        hint = f"{hint} | known: {neighbour}" if hint else f"known: {neighbour}"
+    return hint, rule_answers(text) if rule_hints and task is LABEL else None
 
 
 @lru_cache(maxsize=1)
@@ -56,11 +60,13 @@ def _labeler() -> RuleLabeler:
     return RuleLabeler()
 
 
-def reads_hints(folder: Path | None) -> bool:
-    """Was the model in `folder` trained with rule hints? (No prompt.json: no, as every earlier model.)"""
+def reads_hints(folder: Path | None, what: str = "rule_hints") -> bool:
+    """Was the model in `folder` trained with rule hints (what="neighbours": with neighbours)? No
+    prompt.json: no, as every earlier model."""
     path = folder / PROMPT_FILE if folder is not None else None
-    return bool(path and path.is_file() and json.loads(path.read_text(encoding="utf-8")).get("rule_hints"))
+    return bool(path and path.is_file() and json.loads(path.read_text(encoding="utf-8")).get(what))
 
 
-def write_prompt_file(folder: Path, rule_hints: bool) -> None:
-    (folder / PROMPT_FILE).write_text(json.dumps({"rule_hints": rule_hints}) + "\n", encoding="utf-8")
+def write_prompt_file(folder: Path, rule_hints: bool, neighbours: bool = False) -> None:
+    prompt = {"rule_hints": rule_hints, "neighbours": neighbours}
+    (folder / PROMPT_FILE).write_text(json.dumps(prompt) + "\n", encoding="utf-8")

@@ -253,8 +253,8 @@ class RuleHarmonizer:
 
     version = "rules-2"  # 2: glued words read (issue 14)
 
-    def harmonize(self, descriptions: Sequence[str]) -> list[Prediction]:
-        return [self._predict(text) for text in descriptions]
+    def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
+        return [self._predict(text) for text in descriptions]  # rules read no neighbours
 
     def _predict(self, description: str) -> Prediction:
         decision = decide(description)

@@ -13,11 +13,12 @@ import json
 import os
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from slm.harmonizer import description_key
+from slm.neighbours import Neighbours
 from slm.tasks import FINDINGS, NO_FINDING, SERIES_LABELS, TASKS, no_finding, report_text
 from training.exports import unescape_csv_cell
 from training.recipe import DataSettings
@@ -44,7 +45,8 @@ class Example:
     task: str
     text: str
     answer: Any  # harmonize: a label; label: {key: "Yes"|"No"} for the 14 keys; impression: a string
-    uid: str | None = None  # where it came from (report uid), for evaluation and split checks
+    uid: str | None = None  # where it came from (report uid, dialect site), for evaluation and split checks
+    known: str | None = None  # harmonize: the nearest other labeled description, `FLAIR 0.8` (slm/neighbours.py)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -151,6 +153,30 @@ def generated_examples(n: int, seed: int = 0) -> list[Example]:
     return [_harmonize_example(description, label, "series_generator") for description, label, _vendor in generate(n, seed)]
 
 
+def dialect_examples(n: int, seed: int = 0) -> list[Example]:
+    """Descriptions in invented site dialects (training/series_generator.dialects); their uid names the site."""
+    from training.series_generator import dialects
+
+    return [Example("harmonize", text, label, f"dialect:{site}") for text, label, site in dialects(n, seed)]
+
+
+def with_neighbours(examples: Sequence[Example], share: float, seed: int = 0) -> list[Example]:
+    """The harmonize examples with their nearest other labeled description among them (slm/neighbours.py),
+    shown to `share` of them, as a site's corrections are at run time; the rest learn to do without.
+    Every dialect example gets its neighbour, since nothing else says what the site's word means; one
+    with none similar enough is left out."""
+    harmonize = sorted({(e.text, e.answer) for e in examples if e.task == "harmonize"})
+    hints = dict(zip((text for text, _ in harmonize), Neighbours(harmonize).hints([text for text, _ in harmonize])))
+    rng = random.Random(f"{seed}-neighbours")
+    shown = []
+    for e in examples:
+        dialect = (e.uid or "").startswith("dialect:")
+        if dialect and hints[e.text] is None:
+            continue
+        shown.append(replace(e, known=hints[e.text]) if e.task == "harmonize" and (dialect or rng.random() < share) else e)
+    return shown
+
+
 def without_descriptions(examples: Iterable[Example], held_out: Iterable[Example]) -> list[Example]:
     """Examples whose description is not a spelling of a held-out one (generated text can hit real text)."""
     keys = {description_key(example.text) for example in held_out}
@@ -247,6 +273,8 @@ def recipe_examples(data: DataSettings, split: str) -> list[Example]:
             held_out = parts["dev"] + parts["test"]
             if split == "train" and data.series_generated:
                 examples += without_descriptions(generated_examples(data.series_generated, data.seed), held_out)
+            if split == "train" and data.dialects:
+                examples += dialect_examples(data.dialects, data.seed)
         elif data.series_generated:
             # No real descriptions (a harmonization-only retrain needs no data set): the generated ones are
             # split as real ones would be, so that the gate has dev descriptions the candidate did not train on.
@@ -264,4 +292,5 @@ def recipe_examples(data: DataSettings, split: str) -> list[Example]:
         examples += repeated(without_descriptions(corrected, held_out), data.corrections_weight, rng)
     if data.label_negative_fraction:
         examples = negate_labels(examples, data.label_negative_fraction, data.seed)
-    return mix(examples, data.weights, data.seed)
+    mixed = mix(examples, data.weights, data.seed)
+    return with_neighbours(mixed, data.neighbours, data.seed) if data.neighbours else mixed

@@ -44,6 +44,10 @@ class DataSettings(_Recipe):
     weights: dict[str, float] = {}
     limit_per_task: int | None = None
     label_negative_fraction: float = Field(0.0, ge=0, le=1)
+    # > 0: the model reads a description's nearest labeled neighbour (slm/neighbours.py), shown to this
+    # share of the harmonize training examples; dialects: descriptions in invented site dialects to learn it on.
+    neighbours: float = Field(0.0, ge=0, le=1)
+    dialects: int = Field(0, ge=0)
     seed: int = 0
 
 

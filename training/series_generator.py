@@ -332,6 +332,39 @@ def _apply_habits(rng: random.Random, text: str, vendor: str, habits: Habits) ->
     return text
 
 
+# Site dialects: a site's own name for a protocol ("DarkFluid", "NEURO_VOREX"), unknown to any rule or
+# vendor, used for one label across that site's descriptions. They are what a site corrects and what a
+# model reading labeled neighbours (slm/neighbours.py) must learn to follow: only another description
+# of the same site says what the word means. A name may carry a standard word that names another label
+# (a site calling its FLAIR "DarkFluid T2"), so a close neighbour can be right where the rules are not.
+DIALECT_FORMS = ["{w}", "{o} {w}", "{w} {o}", "{w}_{o}", "{w} {o}{c}", "{site}_{w}_{o}", "{w}{n}", "{o}_{w}_{n}"]
+MISLEADING = {"FLAIR": ["T2", "T2W"], "SWI": ["T2*", "GRE"], "ADC": ["DWI", "DIFF"], "DWI": ["EPI", "B0"],
+              "T1": ["IR", "3D"], "T2": ["PD", "TSE"], "Other": ["3D", "MIP", "T1"]}
+MISLEADING_RATE = 0.3
+SYLLABLES = [c + v for c in "bdfgkmnprstvxz" for v in "aeiou"]
+
+
+def dialects(n: int, seed: int = 0, per_word: int = 4) -> list[tuple[str, str, str]]:
+    """About n (description, label, site) triples from invented site dialects: each site names two or
+    three labels with words of its own, each word used in `per_word` descriptions of that label."""
+    rng = random.Random(f"dialect-{seed}")
+    samples: list[tuple[str, str, str]] = []
+    while len(samples) < n:
+        site = f"site{len(samples)}"
+        vendor = rng.choice(VENDORS)
+        for label in rng.sample(SERIES_LABELS, rng.randint(2, 3)):
+            word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
+            word = rng.choice([word, word.upper(), word.capitalize()])
+            extra = rng.choice(MISLEADING[label]) if rng.random() < MISLEADING_RATE else None
+            for _ in range(per_word):
+                text = rng.choice(DIALECT_FORMS).format(
+                    w=f"{word} {extra}" if extra else word, o=rng.choice(ORIENTATIONS[vendor]),
+                    c=rng.choice(POST_CONTRAST[vendor]) if rng.random() < POST_CONTRAST_RATE else "",
+                    site=rng.choice(SITE_WORDS), n=f"_{rng.randint(2, 9)}" if rng.random() < 0.5 else "")
+                samples.append((_apply_habits(rng, text, vendor, Habits(language=0, typo=0)), label, site))
+    return samples[:n]
+
+
 def _typo(rng: random.Random, text: str) -> str:
     """Swap a letter with the next one, drop it or double it."""
     letters = [i for i, ch in enumerate(text) if ch.isalpha()]

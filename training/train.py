@@ -46,7 +46,7 @@ def encode_example(
     as the engine will ask.
     """
     task = TASKS[example.task]
-    hint, rule_answers = hints_for(task, example.text, rule_hints)
+    hint, rule_answers = hints_for(task, example.text, rule_hints, example.known)
     target = encode_target(tokenizer, target_pieces(task, example.text, example.answer, rule_answers))
     prompt = fit_text(tokenizer, example.text, lambda t: encode_prompt(tokenizer, task, t, hint), max_length - len(target))
     if prompt is None:
@@ -93,7 +93,7 @@ def tokenizer_texts(examples: Sequence[Example], rule_hints: bool = False) -> li
     """What a scratch tokenizer learns from: every prompt and every target the model will see."""
     texts = []
     for e in examples:
-        hint, rule_answers = hints_for(TASKS[e.task], e.text, rule_hints)
+        hint, rule_answers = hints_for(TASKS[e.task], e.text, rule_hints, e.known)
         texts.append(TASKS[e.task].prompt(e.text, hint) + "".join(target_pieces(TASKS[e.task], e.text, e.answer, rule_answers)))
     return texts
 
@@ -122,6 +122,9 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
     if folder is not None and reads_hints(folder) != config.rule_hints:
         raise ValueError(f"{config.base} was trained {'with' if reads_hints(folder) else 'without'} rule hints: "
                          f"set rule_hints: {str(reads_hints(folder)).lower()} in the recipe to fine-tune it")
+    if folder is not None and reads_hints(folder, "neighbours") != bool(config.data.neighbours):
+        raise ValueError(f"{config.base} was trained {'with' if reads_hints(folder, 'neighbours') else 'without'} "
+                         "neighbours: set data.neighbours (0 for none) in the recipe to fine-tune it")
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if config.lora is not None:
@@ -141,9 +144,10 @@ def build_model(config: TrainConfig, examples: Sequence[Example], out: Path):
     return tokenizer, model
 
 
-def export_model(model, tokenizer, folder: Path, save_dtype: str, rule_hints: bool = False) -> None:
+def export_model(model, tokenizer, folder: Path, save_dtype: str, rule_hints: bool = False,
+                 neighbours: bool = False) -> None:
     """A folder load_engine loads: the adapter (LoRA) or the full model in `save_dtype`, the tokenizer,
-    and prompt.json (whether the model reads rule hints).
+    and prompt.json (whether the model reads rule hints and labeled neighbours).
 
     Full models keep config dtype float32, so loaders upcast half-precision weights unless told otherwise.
     """
@@ -158,7 +162,7 @@ def export_model(model, tokenizer, folder: Path, save_dtype: str, rule_hints: bo
                 state[name] = tensor.detach().to(dtype)
         model.save_pretrained(folder, state_dict=state, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    write_prompt_file(folder, rule_hints)
+    write_prompt_file(folder, rule_hints, neighbours)
 
 
 # --- checkpoints and curves ---------------------------------------------------------------------------------
@@ -370,7 +374,8 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
                 tqdm.write(f"epoch {epoch + 1}: dev loss {dev:.4f}", file=sys.stderr)
             checkpoint(epoch + 1, 0)
             if epoch + 1 in config.export_epochs:
-                export_model(model, tokenizer, out / f"epoch-{epoch + 1}", config.save_dtype, config.rule_hints)
+                export_model(model, tokenizer, out / f"epoch-{epoch + 1}", config.save_dtype, config.rule_hints,
+                             bool(config.data.neighbours))
             save_curves(curves, out)
             continue
         checkpoint(epoch, b)  # stopped by max_steps inside the epoch: resume continues from this batch
@@ -378,7 +383,7 @@ def train(config: TrainConfig | Mapping[str, Any]) -> Path:
     progress.close()
 
     model.eval()
-    export_model(model, tokenizer, out, config.save_dtype, config.rule_hints)
+    export_model(model, tokenizer, out, config.save_dtype, config.rule_hints, bool(config.data.neighbours))
     save_curves(curves, out)
     elapsed = time.perf_counter() - started
     summary = dict(

@@ -32,7 +32,8 @@ def predict(settings, task, model_path, adapter, kind, device, batch_size) -> No
     "SECTION: ..." lines (label; impression, without its IMPRESSION line). The output keeps the
     line's fields and adds "label" and "confidence", or "labels" (13 findings and No Finding,
     Yes/No), or "impression", and "model_version". A line that is not such an object stops the
-    command with its line number, after the output of the lines before it.
+    command with its line number, after the output of the lines before it. A model trained with
+    labeled neighbours reads the store's corrections, as in the node.
     """
     from dicom_node.models import choose
     from slm.engine import ModelUnavailable
@@ -58,10 +59,13 @@ def _predictor(settings, choice, task: str, kind: str | None):
     from dicom_node.models import choose
 
     if task == "harmonize":
+        from slm.neighbours import Neighbours
+
         harmonizer = choose.harmonizer(settings, choice, kind)
+        known = Neighbours(choose.stored_corrections(settings))  # as the node's worker: the site's corrections
         return lambda texts: [
             {"label": p.label, "confidence": p.confidence, "model_version": p.model_version}
-            for p in harmonizer.harmonize(texts)
+            for p in harmonizer.harmonize(texts, known)
         ]
     model = choose.load(choice)
     if task == "label":

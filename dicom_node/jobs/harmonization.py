@@ -1,7 +1,7 @@
 """The harmonization queue's consumer: queued descriptions in, the harmonizer's labels out.
 
 The C-STORE handler only queues a new description; this worker maps queued ones in batches, off the
-association threads. The queue lives in the store, so work queued before a crash is done after the
+association threads, with the site's corrections as the labeled neighbours a model may read. The queue lives in the store, so work queued before a crash is done after the
 restart. When the harmonizer raises, the batch is halved until the failing descriptions are isolated
 (`run_in_halves`, shared with the report job); each failing description is recorded and retried later
 with exponential backoff.
@@ -19,6 +19,7 @@ from dicom_node.store import mappings
 from dicom_node.store.database import Store
 from dicom_node.metrics import HARMONIZATION_BATCH_SECONDS
 from slm.harmonizer import Harmonizer
+from slm.neighbours import Neighbours
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class HarmonizationWorker:
             return 0
         started = time.perf_counter()
         with HARMONIZATION_BATCH_SECONDS.time():
-            done, failures = run_in_halves(texts, self.harmonizer.harmonize)
+            known = Neighbours(mappings.corrected_labels(self.store.engine))  # read anew: corrections count at once
+            done, failures = run_in_halves(texts, lambda batch: self.harmonizer.harmonize(batch, known))
         if done:
             mapped, predictions = zip(*done)
             mappings.save_predictions(self.store, list(mapped), list(predictions))

@@ -50,12 +50,24 @@ def choose(settings: Settings, store: Store) -> Choice:
 def stored_choice(settings: Settings) -> Choice:
     """`choose` for a command that does not otherwise need the store: a SQLite store not created yet
     has promoted nothing, and is not created by asking."""
+    return _from_store(settings, lambda store: choose(settings, store), Choice(settings.model))
+
+
+def stored_corrections(settings: Settings) -> list[tuple[str, str]]:
+    """The store's corrected descriptions and labels (what the node's worker shows a model as labeled
+    neighbours), for a command outside the node; none from a SQLite store not created yet."""
+    from dicom_node.store.mappings import corrected_labels
+
+    return _from_store(settings, lambda store: corrected_labels(store.engine), [])
+
+
+def _from_store(settings: Settings, read, default):
     url = make_url(settings.store.url)
     if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
-        return Choice(settings.model)
+        return default
     store = Store(settings.store.url, synchronous=settings.store.synchronous)
     try:
-        return choose(settings, store)
+        return read(store)
     finally:
         store.close()
 

@@ -145,11 +145,18 @@ def from_running(config: TrainConfig, current: registry.RegisteredVersion) -> Tr
     """A fine-tuning recipe goes on from the running version, so what earlier retrainings learned stays.
 
     A scratch recipe trains anew, and a version that is a LoRA adapter keeps the recipe's base (an
-    adapter is not a base to fine-tune in full).
+    adapter is not a base to fine-tune in full). A version that reads no labeled neighbours (an earlier
+    model, slm/neighbours.py) is fine-tuned without them, and without the dialects that only they explain.
     """
     if config.base == "scratch" or current.adapter:
         return config
-    return config.model_copy(update={"base": current.path})
+    from slm.engine import model_folder
+    from slm.hints import reads_hints
+
+    data = config.data
+    if not reads_hints(model_folder(current.path), "neighbours"):
+        data = data.model_copy(update={"neighbours": 0.0, "dialects": 0})
+    return config.model_copy(update={"base": current.path, "data": data})
 
 
 def current_version(store: Store, settings: Settings, who: str) -> registry.RegisteredVersion:

@@ -164,6 +164,12 @@ def corrections(engine: Engine) -> list[CorrectionRow]:
         return [CorrectionRow(*row) for row in conn.execute(query)]
 
 
+def corrected_labels(engine: Engine) -> list[tuple[str, str]]:
+    """Each corrected description with its latest label: what a model reading labeled neighbours knows
+    of the site (slm/neighbours.py)."""
+    return list({row.description: row.label for row in corrections(engine)}.items())
+
+
 def series_mappings(
     engine: Engine,
     study_uid: str | None = None,

@@ -32,8 +32,8 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     hinted = load_engine(str(hinted_folder), device="cpu")
     assert hinted.rule_hints and (hinted_folder / PROMPT_FILE).is_file()
     decode = hinted.tokenizer.decode
-    assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows("AX T2 FLAIR"))
-    assert "### Rules:" not in decode(plain._harmonize_rows("AX T2 FLAIR"))
+    assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows(("AX T2 FLAIR", None)))
+    assert "### Rules:" not in decode(plain._harmonize_rows(("AX T2 FLAIR", None)))
     effusion = "FINDINGS: Small left pleural effusion."
     pieces = hinted._label_pieces(effusion)
     assert decode(hinted._label_rows((effusion, pieces))).endswith(

@@ -29,7 +29,7 @@ class KeywordHarmonizer:
 
     version = "keyword-test-1"
 
-    def harmonize(self, descriptions):
+    def harmonize(self, descriptions, known=None):
         def label(text: str) -> str:
             text = text.lower()
             return "FLAIR" if "dark-fluid" in text else "T1" if "t1" in text else "Other"

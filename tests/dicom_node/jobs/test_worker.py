@@ -27,7 +27,7 @@ class KeywordHarmonizer:
     def __init__(self):
         self.batches: list[list[str]] = []
 
-    def harmonize(self, descriptions):
+    def harmonize(self, descriptions, known=None):
         self.batches.append(list(descriptions))
         labels = [next((v for k, v in self.keywords.items() if k in d.lower()), "Other") for d in descriptions]
         return [Prediction(label, 0.8, self.version) for label in labels]
@@ -42,7 +42,7 @@ class BrokenHarmonizer(KeywordHarmonizer):
         super().__init__()
         self.poison = poison
 
-    def harmonize(self, descriptions):
+    def harmonize(self, descriptions, known=None):
         if any(self.poison in d for d in descriptions):
             self.batches.append(list(descriptions))
             raise RuntimeError("CUDA out of memory")
@@ -75,6 +75,27 @@ def test_run_once_maps_queued_descriptions_in_batches(url):
     }
     receive(store, "AX FLAIR")  # known already: not queued again
     assert worker.run_once() == 0 and count_queued(store) == 0
+
+
+def test_the_worker_gives_the_harmonizer_the_corrections_as_labeled_neighbours(url):
+    from dicom_node.store.corrections import add_correction
+    from dicom_node.store.tables import utcnow
+
+    store = Store(url)
+    receive(store, "SAG VOREX")
+    add_correction(store, "SAG VOREX", "SWI", "pacs-admin", None, utcnow())
+    seen = []
+
+    class Reading(KeywordHarmonizer):
+        def harmonize(self, descriptions, known=None):
+            seen.extend(zip(descriptions, known.nearest(list(descriptions))))
+            return super().harmonize(descriptions)
+
+    receive(store, "vorex_ax_2")
+    assert HarmonizationWorker(store, Reading()).run_once() == 2
+    # The new spelling's nearest known description is the corrected one; the corrected one has none but itself.
+    nearest = dict(seen)
+    assert nearest["vorex_ax_2"][0] == "SWI" and nearest["SAG VOREX"] is None
 
 
 def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):

@@ -192,6 +192,25 @@ def test_a_fine_tuning_recipe_goes_on_from_the_running_version():
     assert from_running(scratch, running("/models/v1")).base == "scratch"
 
 
+def test_a_version_that_reads_no_neighbours_is_fine_tuned_without_them(tmp_path):
+    from datetime import datetime
+
+    from dicom_node.models.registry import RegisteredVersion
+    from dicom_node.models.retrain import from_running
+    from slm.hints import write_prompt_file
+    from training.recipe import load_config
+
+    recipe = load_config("retrain_harmonize", ["output_dir=unused"])
+    assert recipe.data.neighbours and recipe.data.dialects
+    for reads in (True, False):
+        folder = tmp_path / str(reads)
+        folder.mkdir()
+        write_prompt_file(folder, rule_hints=True, neighbours=reads)
+        version = RegisteredVersion("v1-abc", str(folder), None, {}, None, datetime(2026, 1, 1), active=True)
+        data = from_running(recipe, version).data
+        assert (data.neighbours, data.dialects) == ((recipe.data.neighbours, recipe.data.dialects) if reads else (0, 0))
+
+
 @pytest.mark.needs_data  # the site's recipe reads the data sets, as the tests above
 @pytest.mark.slow  # trains and judges a model
 def test_a_retraining_started_from_the_web_shows_its_phases_and_registers_the_version(site):

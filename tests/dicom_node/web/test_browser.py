@@ -42,7 +42,7 @@ class UnsureHarmonizer:
         "swi_tra_p2": ("SWI", 0.97),
     }
 
-    def harmonize(self, descriptions):
+    def harmonize(self, descriptions, known=None):
         return [Prediction(*self.ANSWERS.get(text, ("Other", 0.5)), self.version) for text in descriptions]
 
 

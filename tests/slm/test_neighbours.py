@@ -1,0 +1,85 @@
+"""Labeled neighbours: the nearest known description, read by a model trained with it (slm/neighbours.py)."""
+
+import shutil
+
+import pytest
+
+from slm.engine import load_engine
+from slm.hints import hints_for, reads_hints, write_prompt_file
+from slm.neighbours import MIN_SIMILARITY, Neighbours, grams, neighbour_hint
+from slm.tasks import HARMONIZE
+
+
+def test_similarity_is_the_jaccard_index_of_trigrams_computed_by_hand():
+    assert grams("abcd") == {" ab", "abc", "bcd", "cd "}
+    # "abcd" and "abce" share " ab" and "abc" of the 6 trigrams in either: 2/6.
+    assert Neighbours([("abce", "T1")]).nearest(["abcd"]) == [("T1", pytest.approx(2 / 6))]
+    # "abc" and "abd" share only " ab" of 5: below MIN_SIMILARITY, so no neighbour.
+    assert 1 / 5 < MIN_SIMILARITY and Neighbours([("abd", "T1")]).nearest(["abc"]) == [None]
+
+
+def test_the_nearest_sees_through_case_separators_and_glued_words():
+    known = Neighbours([("DarkFluid T2 COR", "FLAIR"), ("AX T1 SE", "T1"), ("vorex_sag", "SWI")])
+    found = known.nearest(["DARK_FLUID_T2_SAG", "Vorex AX", "ax t1 se +c", "zzzz"])
+    assert [f[0] if f else None for f in found] == ["FLAIR", "SWI", "T1", None]
+    assert all(f[1] >= MIN_SIMILARITY for f in found[:3])
+
+
+def test_a_description_is_not_its_own_neighbour():
+    # A correction of any spelling already wins in the store; the neighbour is for other descriptions.
+    known = Neighbours([("AX_T2_FLAIR", "FLAIR"), ("AX T2", "T2")])
+    assert known.nearest(["ax t2 flair"])[0][0] == "T2"
+    assert Neighbours([]).nearest(["AX T2"]) == [None]
+
+
+def test_the_hint_is_the_label_and_the_similarity_in_tenths():
+    assert neighbour_hint("FLAIR", 0.86) == "FLAIR 0.8" and neighbour_hint("T1", 1.0) == "T1 1.0"
+    assert neighbour_hint("SWI", 0.3) == "SWI 0.3"  # 0.3 in floating point is 0.2999...: still 0.3
+    assert hints_for(HARMONIZE, "AX T2", True, "FLAIR 0.4") == ("T2 | known: FLAIR 0.4", None)
+    assert hints_for(HARMONIZE, "AX T2", False, "FLAIR 0.4") == ("known: FLAIR 0.4", None)
+    assert hints_for(HARMONIZE, "AX T2", True) == ("T2", None)  # nothing known: the prompt of a model without
+
+
+def test_an_engine_shows_neighbours_only_to_a_model_trained_with_them(tiny_model_folder, tmp_path):
+    known = Neighbours([("vorex sag", "FLAIR")])
+    plain = load_engine(str(tiny_model_folder), device="cpu")
+    folder = shutil.copytree(tiny_model_folder, tmp_path / "with-neighbours")
+    write_prompt_file(folder, rule_hints=True, neighbours=True)
+    reading = load_engine(str(folder), device="cpu")
+    assert reading.neighbours and reads_hints(folder, "neighbours") and not plain.neighbours
+    decode = reading.tokenizer.decode
+    assert "### Rules:\nnone | known: FLAIR 0.4\n" in decode(reading._harmonize_rows(("vorex ax", "FLAIR 0.4")))
+    # The engine finds the neighbour itself; a model without neighbours answers as if none were known.
+    assert not reading.harmonize_scores(["vorex ax"], known).equal(reading.harmonize_scores(["vorex ax"]))
+    assert plain.harmonize_scores(["vorex ax"], known).equal(plain.harmonize_scores(["vorex ax"]))
+
+
+def test_training_shows_a_share_of_descriptions_their_neighbour_and_every_dialect_one():
+    from training.data import Example, dialect_examples, with_neighbours
+
+    plain = [Example("harmonize", f"AX T{i % 2 + 1} SE {i}", f"T{i % 2 + 1}") for i in range(200)]
+    dialect = dialect_examples(40, seed=3)
+    report = Example("impression", "FINDINGS: clear", "No acute disease.")
+    shown = with_neighbours(plain + dialect + [report], share=0.5, seed=0)
+    kept = [e for e in shown if (e.uid or "").startswith("dialect:")]
+    assert all(e.known for e in kept) and 30 <= len(kept) <= 40  # one with no neighbour near enough is left out
+    assert 60 < sum(e.known is not None for e in shown[:200]) < 140
+    assert shown[-1].known is None  # reports have no neighbours
+    assert with_neighbours(plain, share=0.0)[0].known is None
+    # A site's word is explained by another description of the same site, under the same label.
+    right = [e.known.split()[0] == e.answer for e in kept]
+    assert sum(right) / len(right) > 0.9
+
+
+def test_the_shipped_model_follows_a_corrected_site_word_to_its_other_spellings():
+    """The retrieval path end to end on the embedded model: one correction, other spellings follow at once."""
+    engine = load_engine("embedded", device="cpu")
+    if not engine.neighbours:
+        pytest.skip("the embedded model was not trained with neighbours")
+    texts = ["SAG ZORBEX", "zorbex_cor_2", "TRA_ZORBEX"]
+    before = [p.label for p in engine.harmonize(texts)]
+    for label in ("SWI", "DWI"):
+        after = [p.label for p in engine.harmonize(texts, Neighbours([("AX ZORBEX", label)]))]
+        assert after == [label] * 3, (before, label, after)
+    # A plain description keeps its own reading, whatever is corrected near it.
+    assert engine.harmonize(["AX T2 FLAIR"], Neighbours([("AX T2", "T2")]))[0].label == "FLAIR"
