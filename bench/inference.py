@@ -1,13 +1,15 @@
 """Inference speed: the engine against the study's decoding, same model, same device, same run.
 
-    python -m bench.inference [--model embedded] [--descriptions 256] [--reports 64] [--threads N] [--json out.json]
+    python -m bench.inference [--model embedded] [--descriptions 256] [--reports 64] [--known 1000] [--threads N]
+                              [--json out.json]
 
 The engine scores the allowed answers with shared key-value caches (harmonize, label) and decodes
 impressions greedily; the study's decoding is HF generate with 5 beams and sampling, then the
 parsers, bounded by the longest valid answer. Rows: the embedded model on the CPU (a fresh model of
 the embedded size when slm/default_model/ has not been built), and an OPT-350m-shaped model with
 random weights on the GPU when CUDA is available. Inputs: real series descriptions and Open-i dev
-reports from ../shared/data.
+reports from ../shared/data. A note gives the batched harmonization rate again with --known site
+corrections (generated descriptions) for a model that reads labeled neighbours (slm/neighbours.py).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from transformers import OPTConfig, OPTForCausalLM
 
 from bench.study_decode import study_decode
 from slm.engine import EMBEDDED_MODEL, Engine, ModelUnavailable, load_engine
+from slm.neighbours import Neighbours
 from slm.tasks import FINDINGS, HARMONIZE, LABEL, SERIES_LABELS, YES_NO, report_text, target_pieces
 from training.data import DATA_ROOT as DATA
+from training.series_generator import generate
 from training.scratch import new_opt_model
 from training.tokenizer import train_tokenizer
 
@@ -116,6 +120,15 @@ def measure(engine: Engine, descriptions: list[str], reports: list[str], without
     return rows
 
 
+def with_known(engine: Engine, descriptions: list[str], known: int) -> str:
+    """The batched harmonization rate with and without `known` corrections to find neighbours among."""
+    site = Neighbours((text, label) for text, label, _ in generate(known, seed=1))
+    without, _ = timed(engine, lambda: engine.harmonize(descriptions))
+    seconds, _ = timed(engine, lambda: engine.harmonize(descriptions, site))
+    return (f"with {len(site)} corrections known (labeled neighbours): {len(descriptions) / seconds:.1f} "
+            f"harmonizations/s at batch {BATCH}, {without / seconds:.2f}x the rate without them in the same run")
+
+
 def table(results: list[dict]) -> str:
     lines = ["| model | device | measure | engine | study decoding | engine / study | study invalid |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -131,6 +144,7 @@ def main() -> None:
     parser.add_argument("--descriptions", type=int, default=256, help="descriptions harmonized in batches")
     parser.add_argument("--single", type=int, default=32, help="descriptions harmonized one at a time")
     parser.add_argument("--reports", type=int, default=64, help="reports labeled, and impressions written")
+    parser.add_argument("--known", type=int, default=1000, help="corrections known, for the note on neighbours")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -144,6 +158,8 @@ def main() -> None:
                  f"on {os.cpu_count()} cores")
     for row in measure(engine, descriptions, reports, without, args.single):
         results.append(dict(model=engine.version, device="cpu", **row))
+    if engine.neighbours and args.known:
+        notes.append(with_known(engine, descriptions, args.known))
     if torch.cuda.is_available():
         gpu = opt_350m_engine(engine.tokenizer)
         notes.append(f"GPU: {torch.cuda.get_device_name()}, {gpu.model.dtype}; OPT-350m-shaped, random weights, "

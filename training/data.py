@@ -105,10 +105,10 @@ def openi_examples(
 # Series descriptions: real labeled tables, generated descriptions, corrections from the mapping store.
 
 
-def _harmonize_example(description: str, label: str, where: str) -> Example:
+def _harmonize_example(description: str, label: str, where: str, uid: str | None = None) -> Example:
     if label not in SERIES_LABELS:
         raise ValueError(f"{where}: label {label!r} for {description!r} is not one of {SERIES_LABELS}")
-    return Example("harmonize", description, label)
+    return Example("harmonize", description, label, uid)
 
 
 def series_csv_examples(path: str | Path) -> list[Example]:
@@ -153,6 +153,10 @@ def generated_examples(n: int, seed: int = 0) -> list[Example]:
     return [_harmonize_example(description, label, "series_generator") for description, label, _vendor in generate(n, seed)]
 
 
+CORRECTION = "correction"  # the uid of an example from a corrections export
+NEIGHBOUR_POOL = 0.2  # the share of the other training descriptions a neighbour is drawn from (with_neighbours)
+
+
 def dialect_examples(n: int, seed: int = 0) -> list[Example]:
     """Descriptions in invented site dialects (training/series_generator.dialects); their uid names the site."""
     from training.series_generator import dialects
@@ -161,13 +165,21 @@ def dialect_examples(n: int, seed: int = 0) -> list[Example]:
 
 
 def with_neighbours(examples: Sequence[Example], share: float, seed: int = 0) -> list[Example]:
-    """The harmonize examples with their nearest other labeled description among them (slm/neighbours.py),
-    shown to `share` of them, as a site's corrections are at run time; the rest learn to do without.
-    Every dialect example gets its neighbour, since nothing else says what the site's word means; one
-    with none similar enough is left out."""
-    harmonize = sorted({(e.text, e.answer) for e in examples if e.task == "harmonize"})
-    hints = dict(zip((text for text, _ in harmonize), Neighbours(harmonize).hints([text for text, _ in harmonize])))
+    """The harmonize examples with their nearest other labeled description (slm/neighbours.py), shown to
+    `share` of them, as a site's corrections are at run time; the rest learn to do without.
+
+    Neighbours are drawn from what a site would have corrected: the corrections, the dialects and a
+    random NEIGHBOUR_POOL of the other descriptions. From all of them, a near copy with the same label
+    is nearly always there and a model learns to trust any neighbour; a site's few corrections are
+    sparser, and where they disagree with the rules the rules are mostly right. Every dialect example
+    gets its neighbour, since nothing else says what the site's word means; one with none similar
+    enough is left out."""
     rng = random.Random(f"{seed}-neighbours")
+    harmonize = sorted({(e.text, e.answer, e.uid or "") for e in examples if e.task == "harmonize"})
+    pool = [(text, answer) for text, answer, uid in harmonize
+            if uid == CORRECTION or uid.startswith("dialect:") or rng.random() < NEIGHBOUR_POOL]
+    texts = sorted({text for text, _, _ in harmonize})
+    hints = dict(zip(texts, Neighbours(pool).hints(texts)))
     shown = []
     for e in examples:
         dialect = (e.uid or "").startswith("dialect:")
@@ -198,7 +210,7 @@ def corrections_examples(path: str | Path) -> list[Example]:
     latest: dict[str, Mapping[str, str]] = {}
     for row in sorted(rows, key=lambda row: str(row.get("created_at") or "")):
         latest[row["description"]] = row
-    return [_harmonize_example(row["description"], row["label"], str(path)) for row in latest.values()]
+    return [_harmonize_example(row["description"], row["label"], str(path), CORRECTION) for row in latest.values()]
 
 
 # Mixing tasks into one training stream.

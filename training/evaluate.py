@@ -26,6 +26,7 @@ import click
 import yaml
 from tqdm.auto import tqdm
 
+from slm.neighbours import Neighbours
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
 from training import metrics
 from slm.report_rules import RuleLabeler
@@ -43,6 +44,7 @@ class EvaluationData:
     labels_gold: list[Example]  # rubric labels; empty where the split's are held out (test)
     labels_silver: list[Example]
     series: list[Example]
+    known_series: list[Example]  # the train part: labeled descriptions a site might have corrected
     impressions: list[Example]
     train_impressions: list[str]
     silver_by_uid: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -79,6 +81,7 @@ def evaluation_data(
         labels_gold=gold[cut],
         labels_silver=openi_examples(split, ["label"], openi, labels="silver")[cut],
         series=series_examples(series_csv, split, holdout, seed)[cut],
+        known_series=series_examples(series_csv, "train", holdout, seed),
         impressions=openi_examples(split, ["impression"], openi)[cut],
         train_impressions=[e.answer for e in openi_examples("train", ["impression"], openi)],
         silver_by_uid=read_labels(Path(openi) / SILVER_LABELS),
@@ -152,9 +155,14 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
         answers = _timed(engine.harmonize, descriptions, "harmonize", seconds)
         model = [p.label for p in answers]
         rules = [p.label for p in harmonizer.harmonize(descriptions)]
+        known = Neighbours([(e.text, e.answer) for e in data.known_series])
+        with_known = [p.label for p in engine.harmonize(descriptions, known)]
         figures["harmonization"] = {
             "n": len(gold),
             "model": metrics.harmonization_metrics(gold, model),
+            # As at a site that corrected the train part's descriptions: only a model with neighbours reads them.
+            "model_with_known": {"reads_neighbours": engine.neighbours, "known": len(known),
+                                 **metrics.harmonization_metrics(gold, with_known)},
             "model_calibration": metrics.calibration([p.confidence for p in answers], [m == g for m, g in zip(model, gold)]),
             "rules": metrics.harmonization_metrics(gold, rules),
             "rules_version": harmonizer.version,
@@ -312,6 +320,11 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
         lines += _table(["", "accuracy", "macro-F1"],
                         [["model", _f(h["model"]["accuracy"]), _f(h["model"]["macro_f1"])],
                          [f"rules ({h['rules_version']})", _f(h["rules"]["accuracy"]), _f(h["rules"]["macro_f1"])]])
+        known = h.get("model_with_known")
+        if known and known["reads_neighbours"]:
+            lines += ["", f"With the {known['known']} descriptions of the train part known as corrections (labeled "
+                      f"neighbours, as at a site that corrected them), the model scores {_f(known['accuracy'])} "
+                      f"(macro-F1 {_f(known['macro_f1'])})."]
         lines += ["", f"{h['n']} descriptions. McNemar model vs rules: b = {test['b']} (model right, rules wrong), "
                   f"c = {test['c']}, {_p_is(test['p_value'])} ({test['method']}).", ""]
         lines += _table(["class", "support", "F1 model", "F1 rules"],

@@ -340,7 +340,7 @@ def _apply_habits(rng: random.Random, text: str, vendor: str, habits: Habits) ->
 DIALECT_FORMS = ["{w}", "{o} {w}", "{w} {o}", "{w}_{o}", "{w} {o}{c}", "{site}_{w}_{o}", "{w}{n}", "{o}_{w}_{n}"]
 MISLEADING = {"FLAIR": ["T2", "T2W"], "SWI": ["T2*", "GRE"], "ADC": ["DWI", "DIFF"], "DWI": ["EPI", "B0"],
               "T1": ["IR", "3D"], "T2": ["PD", "TSE"], "Other": ["3D", "MIP", "T1"]}
-MISLEADING_RATE = 0.3
+MISLEADING_RATE = 0.15
 SYLLABLES = [c + v for c in "bdfgkmnprstvxz" for v in "aeiou"]
 
 

@@ -71,6 +71,17 @@ def test_training_shows_a_share_of_descriptions_their_neighbour_and_every_dialec
     assert sum(right) / len(right) > 0.9
 
 
+def test_training_draws_neighbours_from_a_sparse_pool_that_always_holds_the_corrections():
+    from training.data import CORRECTION, NEIGHBOUR_POOL, Example, with_neighbours
+
+    plain = [Example("harmonize", f"AX T2 SE {i}", "T2") for i in range(300)]
+    corrected = Example("harmonize", "SAG VOREX", "SWI", CORRECTION)
+    shown = with_neighbours(plain + [Example("harmonize", "vorex ax", "SWI"), corrected], share=1.0, seed=0)
+    assert shown[300].known.startswith("SWI ")  # the site's correction is always a candidate
+    # The others find each other through the sparse pool only (a description is never its own neighbour).
+    assert NEIGHBOUR_POOL < 1 and all(e.known and e.known.startswith("T2 ") for e in shown[:300])
+
+
 def test_the_shipped_model_follows_a_corrected_site_word_to_its_other_spellings():
     """The retrieval path end to end on the embedded model: one correction, other spellings follow at once."""
     engine = load_engine("embedded", device="cpu")

@@ -115,3 +115,28 @@ def test_unknown_device_is_a_clear_error(folder):
     result = predict(["--task", "label", "--model", str(folder), "--device", "tpu9"], jsonl([{"text": "x"}]))
     assert result.exit_code == 1
     assert "unknown device 'tpu9'" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_shipped_model_reads_the_stores_corrections_as_the_node_does(tmp_path):
+    """A correction in the store helps another spelling of the site's word, in predict as in the node."""
+    from dicom_node.store.corrections import add_correction
+    from dicom_node.store.database import Store
+    from dicom_node.store.tables import utcnow
+    from tests.support.databases import store_url
+
+    if not load_engine("embedded", device="cpu").neighbours:
+        pytest.skip("the embedded model was not trained with neighbours")
+    config = tmp_path / "node.yaml"
+    config.write_text(f"store:\n  url: {store_url(tmp_path)}\nharmonizer:\n  kind: slm\n")
+
+    def label() -> str:
+        result = CliRunner().invoke(cli, ["--config", str(config), "predict", "--task", "harmonize"],
+                                    input=jsonl([{"text": "TRA_ZORBEX_2"}]))
+        assert result.exit_code == 0, result.output
+        return outputs(result)[0]["label"]
+
+    store = Store(store_url(tmp_path))
+    for corrected in ("SWI", "DWI"):
+        add_correction(store, "SAG ZORBEX", corrected, "pacs-admin", None, utcnow())
+        assert label() == corrected
+    store.close()
