@@ -47,10 +47,15 @@ def rule_answers(text: str) -> list[str]:
 
 
 def hints_for(task: Task, text: str, rule_hints: bool, neighbour: str | None = None) -> tuple[str | None, list[str] | None]:
-    """(prompt hint, rule answers in the labeling keys) for a model trained with or without rule hints;
-    a description's nearest labeled neighbour (slm/neighbours.py, `FLAIR 0.8`) follows the rules' reading."""
+    """(prompt hint, rule answers in the labeling keys) for a model trained with or without rule hints.
+
+    A description's nearest labeled neighbour (slm/neighbours.py, `FLAIR 0.8`) follows the rules'
+    reading only where the rules are unsure or read nothing: where they are sure, they were right on
+    real descriptions each time a neighbour disagreed, and a small model shown both followed the
+    neighbour too often. Neighbours fill the rules' gaps (a site's own words); a site's convention
+    that contradicts a sure rule is learned by retraining on its corrections."""
     hint = rule_hint(task, text) if rule_hints else None
-    if neighbour is not None:
+    if neighbour is not None and not (hint and hint != "none" and not hint.endswith("?")):
         hint = f"{hint} | known: {neighbour}" if hint else f"known: {neighbour}"
     return hint, rule_answers(text) if rule_hints and task is LABEL else None
 

@@ -334,13 +334,9 @@ def _apply_habits(rng: random.Random, text: str, vendor: str, habits: Habits) ->
 
 # Site dialects: a site's own name for a protocol ("DarkFluid", "NEURO_VOREX"), unknown to any rule or
 # vendor, used for one label across that site's descriptions. They are what a site corrects and what a
-# model reading labeled neighbours (slm/neighbours.py) must learn to follow: only another description
-# of the same site says what the word means. A name may carry a standard word that names another label
-# (a site calling its FLAIR "DarkFluid T2"), so a close neighbour can be right where the rules are not.
+# model reading labeled neighbours (slm/neighbours.py) must learn to follow where the rules read nothing:
+# only another description of the same site says what the word means.
 DIALECT_FORMS = ["{w}", "{o} {w}", "{w} {o}", "{w}_{o}", "{w} {o}{c}", "{site}_{w}_{o}", "{w}{n}", "{o}_{w}_{n}"]
-MISLEADING = {"FLAIR": ["T2", "T2W"], "SWI": ["T2*", "GRE"], "ADC": ["DWI", "DIFF"], "DWI": ["EPI", "B0"],
-              "T1": ["IR", "3D"], "T2": ["PD", "TSE"], "Other": ["3D", "MIP", "T1"]}
-MISLEADING_RATE = 0.15
 SYLLABLES = [c + v for c in "bdfgkmnprstvxz" for v in "aeiou"]
 
 
@@ -355,10 +351,9 @@ def dialects(n: int, seed: int = 0, per_word: int = 4) -> list[tuple[str, str, s
         for label in rng.sample(SERIES_LABELS, rng.randint(2, 3)):
             word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
             word = rng.choice([word, word.upper(), word.capitalize()])
-            extra = rng.choice(MISLEADING[label]) if rng.random() < MISLEADING_RATE else None
             for _ in range(per_word):
                 text = rng.choice(DIALECT_FORMS).format(
-                    w=f"{word} {extra}" if extra else word, o=rng.choice(ORIENTATIONS[vendor]),
+                    w=word, o=rng.choice(ORIENTATIONS[vendor]),
                     c=rng.choice(POST_CONTRAST[vendor]) if rng.random() < POST_CONTRAST_RATE else "",
                     site=rng.choice(SITE_WORDS), n=f"_{rng.randint(2, 9)}" if rng.random() < 0.5 else "")
                 samples.append((_apply_habits(rng, text, vendor, Habits(language=0, typo=0)), label, site))

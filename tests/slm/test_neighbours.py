@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from slm.engine import load_engine
-from slm.hints import hints_for, reads_hints, write_prompt_file
+from slm.hints import hints_for, reads_hints, rule_hint, write_prompt_file
 from slm.neighbours import MIN_SIMILARITY, Neighbours, grams, neighbour_hint
 from slm.tasks import HARMONIZE
 
@@ -35,9 +35,13 @@ def test_a_description_is_not_its_own_neighbour():
 def test_the_hint_is_the_label_and_the_similarity_in_tenths():
     assert neighbour_hint("FLAIR", 0.86) == "FLAIR 0.8" and neighbour_hint("T1", 1.0) == "T1 1.0"
     assert neighbour_hint("SWI", 0.3) == "SWI 0.3"  # 0.3 in floating point is 0.2999...: still 0.3
-    assert hints_for(HARMONIZE, "AX T2", True, "FLAIR 0.4") == ("T2 | known: FLAIR 0.4", None)
-    assert hints_for(HARMONIZE, "AX T2", False, "FLAIR 0.4") == ("known: FLAIR 0.4", None)
-    assert hints_for(HARMONIZE, "AX T2", True) == ("T2", None)  # nothing known: the prompt of a model without
+    assert hints_for(HARMONIZE, "vorex ax", True, "FLAIR 0.4") == ("none | known: FLAIR 0.4", None)
+    assert hints_for(HARMONIZE, "vorex ax", False, "FLAIR 0.4") == ("known: FLAIR 0.4", None)
+    assert hints_for(HARMONIZE, "vorex ax", True) == ("none", None)  # nothing known: the prompt of a model without
+    # Where the rules are sure, the neighbour is not shown; where they are unsure, it is.
+    assert rule_hint(HARMONIZE, "AX T2") == "T2" and hints_for(HARMONIZE, "AX T2", True, "FLAIR 0.4") == ("T2", None)
+    unsure = rule_hint(HARMONIZE, "Et1seGAD")
+    assert unsure.endswith("?") and hints_for(HARMONIZE, "Et1seGAD", True, "T1 0.5")[0] == f"{unsure} | known: T1 0.5"
 
 
 def test_an_engine_shows_neighbours_only_to_a_model_trained_with_them(tiny_model_folder, tmp_path):
@@ -92,5 +96,5 @@ def test_the_shipped_model_follows_a_corrected_site_word_to_its_other_spellings(
     for label in ("SWI", "DWI"):
         after = [p.label for p in engine.harmonize(texts, Neighbours([("AX ZORBEX", label)]))]
         assert after == [label] * 3, (before, label, after)
-    # A plain description keeps its own reading, whatever is corrected near it.
-    assert engine.harmonize(["AX T2 FLAIR"], Neighbours([("AX T2", "T2")]))[0].label == "FLAIR"
+    # A description the rules are sure of keeps its reading, whatever is corrected near it.
+    assert engine.harmonize(["AX T2 FLAIR"], Neighbours([("AX T2 FLAIR FS", "T2")]))[0].label == "FLAIR"
