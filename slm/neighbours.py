@@ -8,7 +8,8 @@ neighbour is the better guide. Known descriptions are the training set's at trai
 site's corrections at run time (dicom_node.store.mappings.corrected_labels).
 
 Similarity is the Jaccard index of character trigrams of the normalized description (slm.rules.normalize,
-glued words cut), so it sees through case, separators, order of words and glued spellings. A
+glued words cut) without its plane words and plain numbers, which name no sequence: it sees through case,
+separators, order of words, glued spellings, planes and repeat numbers ("SAG ZORBEX", "TRA_ZORBEX_2"). A
 description never counts as its own neighbour: spellings of it (slm.harmonizer.description_key) are
 skipped, since a correction of any spelling already wins outright in the store.
 """
@@ -27,9 +28,15 @@ MIN_SIMILARITY = 0.3  # below this a neighbour says nothing a model can use; the
 CHUNK = 512  # descriptions compared with every known one at a time (a dense [chunk, known] array)
 
 
+PLANES = frozenset("ax axi axial sag sagittal cor coronal tra trans transverse transversal obl oblique".split())
+
+
 def grams(description: str) -> set[str]:
-    """Character trigrams of the description as the rules read it, glued words cut."""
-    text = normalize(GLUE_BOUNDARY.sub(" ", description))
+    """Character trigrams of the description as the rules read it, glued words cut, planes and numbers left out
+    (unless nothing else is left)."""
+    words = normalize(GLUE_BOUNDARY.sub(" ", description)).split()
+    text = " ".join(w for w in words if w not in PLANES and not w.isdigit()) or " ".join(words)
+    text = f" {text} "
     return {text[i: i + 3] for i in range(len(text) - 2)}
 
 
