@@ -23,9 +23,7 @@ Run from the repository root; it trains one candidate per source (minutes each o
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 from dicom_node.config import Settings
@@ -37,41 +35,10 @@ from dicom_node.store.tables import utcnow
 from slm.harmonizer import description_key
 from slm.neighbours import Neighbours
 from slm.rules import RuleHarmonizer
-from training.data import REAL_SERIES, Example, series_csv_examples, split_descriptions
+from training.data import FIFTHS, REAL_SERIES, Example, fifths, series_csv_examples, site_sources, split_descriptions
 from training.recipe import load_config
 
 RECIPE = "retrain_embedded"  # the recipe of the README's figures: the embedded model's whole data plus the corrections
-
-FIFTHS = 5
-
-
-def site_sources(path: Path, min_rows: int) -> dict[str, list[Example]]:
-    """The labeled descriptions of each source with at least min_rows of them."""
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    by_source: dict[str, list[Example]] = defaultdict(list)
-    for row in rows:
-        by_source[row["source"]].append(Example("harmonize", row["description"], row["label"]))
-    return {source: examples for source, examples in by_source.items() if len(examples) >= min_rows}
-
-
-def fifths(examples: list[Example], seed: int = 0) -> list[list[Example]]:
-    """Five parts, each class dealt out in turn, spellings of one description kept in one part."""
-    parts: list[list[Example]] = [[] for _ in range(FIFTHS)]
-    groups: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
-    for example in examples:
-        groups[example.answer][description_key(example.text)].append(example)
-    turn = 0
-    for label in sorted(groups):
-        keys = sorted(groups[label])
-        random.Random(f"{seed}-{label}").shuffle(keys)
-        for key in keys:
-            parts[turn % FIFTHS].extend(groups[label][key])
-            turn += 1
-    return parts
-
 
 def accuracy(examples: list[Example], predicted: list[str]) -> float:
     return sum(e.answer == p for e, p in zip(examples, predicted)) / len(examples) if examples else float("nan")

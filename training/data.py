@@ -146,6 +146,35 @@ def series_examples(
     return split_descriptions(examples, holdout, seed)[part]
 
 
+# Sources of real_public.csv as sites: a site corrects one fifth of its descriptions (bench/site_adaptation.py).
+
+FIFTHS = 5
+
+
+def site_sources(path: Path, min_rows: int) -> dict[str, list[Example]]:
+    """The labeled descriptions of each source with at least min_rows of them."""
+    by_source: dict[str, list[Example]] = defaultdict(list)
+    for row in _read_csv(Path(path)):
+        by_source[row["source"]].append(Example("harmonize", row["description"], row["label"]))
+    return {source: examples for source, examples in by_source.items() if len(examples) >= min_rows}
+
+
+def fifths(examples: list[Example], seed: int = 0) -> list[list[Example]]:
+    """Five parts, each class dealt out in turn, spellings of one description kept in one part."""
+    parts: list[list[Example]] = [[] for _ in range(FIFTHS)]
+    groups: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        groups[example.answer][description_key(example.text)].append(example)
+    turn = 0
+    for label in sorted(groups):
+        keys = sorted(groups[label])
+        random.Random(f"{seed}-{label}").shuffle(keys)
+        for key in keys:
+            parts[turn % FIFTHS].extend(groups[label][key])
+            turn += 1
+    return parts
+
+
 def generated_examples(n: int, seed: int = 0) -> list[Example]:
     """Descriptions from the vendor-convention generator (training/series_generator.py)."""
     from training.series_generator import generate

@@ -1,6 +1,6 @@
 """The site-adaptation benchmark's split: what a site corrects and what it is scored on never share a description."""
 
-from bench.site_adaptation import FIFTHS, fifths
+from training.data import FIFTHS, fifths
 from slm.harmonizer import description_key
 from training.data import Example
 
