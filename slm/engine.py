@@ -410,8 +410,8 @@ class Engine:
         return list(zip(labels, yes))
 
     def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
-        """Greedy decoding that stops at a stop token, or before a sentence that repeats an earlier one
-        (a small model can loop on "Recommend follow-up." until the budget ends)."""
+        """Greedy decoding that stops at a stop token, or before a sentence or a run of LOOP_NGRAM tokens
+        that repeats an earlier one (a small model can loop on "Recommend follow-up." until the budget ends)."""
         batch, logprobs = self._start(IMPRESSION, rows)
         stops, banned = self._stop_tokens()
         ends = self._sentence_ends()
@@ -426,7 +426,7 @@ class Engine:
             for i, token in enumerate(tokens.tolist()):
                 if not done[i]:
                     generated[i].append(token)
-                    keep = repeated_sentence(generated[i], ends) if token in ends else None
+                    keep = repeated_sentence(generated[i], ends) if token in ends else repeated_words(generated[i])
                     if keep is not None:
                         del generated[i][keep:]
                         done[i] = True
@@ -444,15 +444,18 @@ class Engine:
         return self._ends
 
     def _stop_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens that end an impression (end of sequence, any newline) and tokens it never contains."""
+        """Tokens that end an impression (end of sequence, any newline) and tokens it never contains:
+        special ones, and the JSON of the other tasks' answers (no Open-i impression has a quote or a
+        brace; a small model can drift into a labeling answer's keys after a short report)."""
         if self._stops is None:
             size = len(self.tokenizer)
             pieces = self.tokenizer.batch_decode([[i] for i in range(size)])
             stops = [i for i, piece in enumerate(pieces) if "\n" in piece] + [self.tokenizer.eos_token_id]
             special = set(self.tokenizer.all_special_ids) - {self.tokenizer.eos_token_id}
+            json = {i for i, piece in enumerate(pieces) if any(c in piece for c in '"{}')}
             vocab = self.model.get_output_embeddings().weight.shape[0]
             self._stops = torch.tensor(sorted(set(stops)))
-            self._banned = torch.tensor(sorted(special | set(range(size, vocab))), dtype=torch.long)
+            self._banned = torch.tensor(sorted(special | json | set(range(size, vocab))), dtype=torch.long)
         return self._stops, self._banned
 
 
@@ -463,6 +466,20 @@ def repeated_sentence(ids: Sequence[int], ends: frozenset[int]) -> int | None:
     last = tuple(ids[starts[-1]:])
     earlier = {tuple(ids[a:b]) for a, b in zip(starts, starts[1:])}
     return starts[-1] if last in earlier else None
+
+
+LOOP_NGRAM = 4  # tokens: a run this long written twice in one impression is a loop ("or scarring or scarring")
+
+
+def repeated_words(ids: Sequence[int], n: int = LOOP_NGRAM) -> int | None:
+    """If the last n ids were written before (overlapping the end not counted), the length to keep
+    (the ids before them); else None. Open-i impressions hardly repeat four tokens; a looping small
+    model does, within a sentence that never ends."""
+    if len(ids) < 2 * n:
+        return None
+    last = tuple(ids[-n:])
+    earlier = {tuple(ids[k: k + n]) for k in range(len(ids) - 2 * n + 1)}
+    return len(ids) - n if last in earlier else None
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
