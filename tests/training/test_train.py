@@ -89,8 +89,11 @@ def test_the_embedded_model_is_a_base_to_fine_tune(tmp_path):
     from slm.engine import load_engine, model_folder
     from slm.hints import reads_hints
 
-    hinted = f"rule_hints={str(reads_hints(model_folder('embedded'))).lower()}"  # as the shipped model was trained
-    out = train(tiny(tmp_path / "ft", "base=embedded", "max_length=448", "max_steps=2", hinted))
+    folder = model_folder("embedded")  # asked as the shipped model was trained: hints, neighbours
+    hinted = [f"rule_hints={str(reads_hints(folder)).lower()}",
+              f"data.neighbours={0.5 if reads_hints(folder, 'neighbours') else 0}"]
+    out = train(tiny(tmp_path / "ft", "base=embedded", "max_length=448", "max_steps=2", *hinted))
+    assert reads_hints(out, "neighbours") == reads_hints(folder, "neighbours")
     tuned = load_engine(str(out), device="cpu", impression_max_tokens=4)
     shipped = load_engine("embedded", device="cpu")
     pairs = list(zip(tuned.model.parameters(), shipped.model.parameters()))
