@@ -40,6 +40,11 @@ def rule_hint(task: Task, text: str) -> str | None:
     return ", ".join(finding for finding in FINDINGS if labels[finding] == "Yes") or "none"
 
 
+def leaves_room(hint: str | None) -> bool:
+    """Does a description's rule hint leave room for a neighbour: no hint, none read, or unsure ("FLAIR?")?"""
+    return not hint or hint == "none" or hint.endswith("?")
+
+
 def rule_answers(text: str) -> list[str]:
     """The rule labeler's 14 Yes/No answers for a report, in LABEL_KEYS order."""
     labels = _labeler().label([text])[0]
@@ -55,7 +60,7 @@ def hints_for(task: Task, text: str, rule_hints: bool, neighbour: str | None = N
     neighbour too often. Neighbours fill the rules' gaps (a site's own words); a site's convention
     that contradicts a sure rule is learned by retraining on its corrections."""
     hint = rule_hint(task, text) if rule_hints else None
-    if neighbour is not None and not (hint and hint != "none" and not hint.endswith("?")):
+    if neighbour is not None and leaves_room(hint):
         hint = f"{hint} | known: {neighbour}" if hint else f"known: {neighbour}"
     return hint, rule_answers(text) if rule_hints and task is LABEL else None
 

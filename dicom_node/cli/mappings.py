@@ -89,10 +89,12 @@ def correct(settings, description, label, note, who) -> None:
 
     store = open_store(settings)
     try:
-        corrections.correct(store, description, label, who=who, note=note)
+        similar = corrections.correct(store, description, label, who=who, note=note)
     except corrections.UnknownDescription as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{description.strip()!r} is now {label}")
+    if similar:
+        click.echo(f"{similar} similar stored descriptions the rules cannot read are queued to be mapped again with it")
 
 
 @click.command()

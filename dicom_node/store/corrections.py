@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from dicom_node.store.database import Store, StoreError
-from dicom_node.store.mappings import effective_label
+from dicom_node.store.mappings import effective_label, requeue_similar
 from dicom_node.store.tables import Correction, Description, description_hash, spelling_hash, utcnow
 from slm.tasks import SERIES_LABELS
 
@@ -34,10 +34,12 @@ def find_description(store: Store, text: str) -> str:
     raise UnknownDescription(f"no series description {text!r} in the store; see `slmnode mappings --search`")
 
 
-def correct(store: Store, description: str, label: str, who: str, note: str | None = None) -> None:
-    """A person's label for a description; from now on it wins over the model's."""
+def correct(store: Store, description: str, label: str, who: str, note: str | None = None) -> int:
+    """A person's label for a description; from now on it wins over the model's. Similar stored
+    descriptions are queued to be mapped again with it (mappings.requeue_similar); how many."""
     text = find_description(store, description)
     add_correction(store, text, label, who, note, utcnow())
+    return requeue_similar(store, text)
 
 
 def add_correction(store: Store, text: str, label: str, who: str, note: str | None, created_at: datetime) -> bool:

@@ -355,6 +355,9 @@ def record_failure(
             )
 
 
+QUEUED_AGAIN = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
+
+
 def requeue_descriptions(store: Store, except_version: str | None = None) -> int:
     """Queue mapped descriptions again, all or those mapped by another version than `except_version`;
     how many. They keep their labels until the worker maps them anew."""
@@ -363,9 +366,27 @@ def requeue_descriptions(store: Store, except_version: str | None = None) -> int
         query = query.where(
             (Description.model_version.is_(None)) | (Description.model_version != except_version)
         )
-    values = {"status": "queued", "attempts": 0, "last_error": None, "next_attempt_at": None}
     with store.transaction() as conn:
-        return conn.execute(query.values(values)).rowcount
+        return conn.execute(query.values(QUEUED_AGAIN)).rowcount
+
+
+def requeue_similar(store: Store, text: str) -> int:
+    """Queue again the mapped descriptions a new correction of `text` may now be the nearest known
+    description of (slm/neighbours.py): similar to it, and read by the rules with doubt, where a model
+    with neighbours is shown one. So a correction reaches the site's stored spellings, not only new
+    ones. How many; they keep their labels until the worker maps them anew."""
+    from slm.hints import leaves_room, rule_hint
+    from slm.neighbours import Neighbours
+    from slm.tasks import HARMONIZE
+
+    with store.engine.connect() as conn:
+        mapped = conn.execute(select(Description.id, Description.text).where(Description.status == "mapped")).all()
+    near = Neighbours([(text, "corrected")]).nearest([other for _, other in mapped])
+    ids = [i for (i, other), found in zip(mapped, near) if found and leaves_room(rule_hint(HARMONIZE, other))]
+    if not ids:
+        return 0
+    with store.transaction() as conn:
+        return conn.execute(update(Description).where(Description.id.in_(ids)).values(QUEUED_AGAIN)).rowcount
 
 
 def add_mapping(store: Store, text: str, prediction: Prediction, mapped_at: datetime) -> bool:

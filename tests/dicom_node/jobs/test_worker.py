@@ -1,4 +1,6 @@
 import logging
+
+import pytest
 import time
 
 import json
@@ -96,6 +98,21 @@ def test_the_worker_gives_the_harmonizer_the_corrections_as_labeled_neighbours(u
     # The new spelling's nearest known description is the corrected one; the corrected one has none but itself.
     nearest = dict(seen)
     assert nearest["vorex_ax_2"][0] == "SWI" and nearest["SAG VOREX"] is None
+
+
+def test_after_a_correction_the_shipped_model_maps_a_stored_similar_description_anew(url):
+    from dicom_node.store.corrections import correct
+    from slm.engine import load_engine
+
+    engine = load_engine("embedded", device="cpu")
+    if not engine.neighbours:
+        pytest.skip("the embedded model was not trained with neighbours")
+    store = Store(url)
+    receive(store, "SAG ZORBEX", "tra_zorbex_2")
+    worker = HarmonizationWorker(store, engine)
+    assert worker.run_once() == 2 and labels(store)["tra_zorbex_2"] != "SWI"
+    assert correct(store, "SAG ZORBEX", "SWI", who="pacs-admin") == 1
+    assert worker.run_once() == 1 and labels(store) == {"SAG ZORBEX": "SWI", "tra_zorbex_2": "SWI"}
 
 
 def test_a_failing_harmonizer_is_recorded_and_retried_with_backoff(url, caplog):

@@ -28,3 +28,24 @@ def test_the_latest_correction_of_any_spelling_wins(store):
     assert labels(store) == {"t2_tse_tra": ("T2", True), "T2 TSE TRA": ("T2", True)}
     assert [(c.description, c.label) for c in mappings.corrections(store.engine)] == [
         ("t2_tse_tra", "FLAIR"), ("T2 TSE TRA", "T2")]  # each correction is kept as it was made
+
+
+def test_a_correction_queues_similar_stored_descriptions_the_rules_cannot_read(store):
+    """A correction reaches the stored spellings a model with neighbours reads it for, not only new ones."""
+    from datetime import datetime, timezone
+
+    from slm.harmonizer import Prediction
+
+    texts = ["SAG ZORBEX", "tra_zorbex_2", "AX T2 FLAIR", "AX T2 ZORBEX", "localizer"]
+    for n, text in enumerate(texts):
+        store.record_instance(record(f"1.{n}", series=f"2.{n}", study="3", description=text))
+    mapped = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for text in texts:
+        mappings.add_mapping(store, text, Prediction("Other", 0.5, "model-1"), mapped)
+    assert corrections.correct(store, "SAG ZORBEX", "SWI", who="dr. a") == 1
+    status = {m.description: m.status for m in mappings.mappings(store.engine)}
+    # tra_zorbex_2 is similar and unread by the rules; AX T2 ZORBEX is similar but the rules read T2;
+    # the others are not similar; the corrected one shows its correction anyway.
+    assert status == {"SAG ZORBEX": "mapped", "tra_zorbex_2": "queued", "AX T2 FLAIR": "mapped",
+                      "AX T2 ZORBEX": "mapped", "localizer": "mapped"}
+    assert labels(store)["tra_zorbex_2"] == ("Other", False)  # its label stays until the worker maps it
