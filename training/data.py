@@ -122,18 +122,26 @@ def split_descriptions(examples: Sequence[Example], holdout: float, seed: int = 
     Spellings of one description (see description_key) stay in one part, so a file-system form of a
     held-out description never reaches training.
     """
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    for spellings in shuffled_descriptions(examples, seed).values():
+        n_held = round(len(spellings) * holdout / 2)
+        for i, group in enumerate(spellings):
+            part = "test" if i < n_held else "dev" if i < 2 * n_held else "train"
+            parts[part].extend(group)
+    return parts
+
+
+def shuffled_descriptions(examples: Sequence[Example], seed: int = 0) -> dict[str, list[list[Example]]]:
+    """Per label (sorted), the examples grouped by description (spellings together), groups in a seeded order."""
     groups: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
     for example in examples:
         groups[example.answer][description_key(example.text)].append(example)
-    parts: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    shuffled = {}
     for label in sorted(groups):
         keys = sorted(groups[label])
         random.Random(f"{seed}-{label}").shuffle(keys)
-        n_held = round(len(keys) * holdout / 2)
-        for i, key in enumerate(keys):
-            part = "test" if i < n_held else "dev" if i < 2 * n_held else "train"
-            parts[part].extend(groups[label][key])
-    return parts
+        shuffled[label] = [groups[label][key] for key in keys]
+    return shuffled
 
 
 def series_examples(
@@ -162,16 +170,9 @@ def site_sources(path: Path, min_rows: int) -> dict[str, list[Example]]:
 def fifths(examples: list[Example], seed: int = 0) -> list[list[Example]]:
     """Five parts, each class dealt out in turn, spellings of one description kept in one part."""
     parts: list[list[Example]] = [[] for _ in range(FIFTHS)]
-    groups: dict[str, dict[str, list[Example]]] = defaultdict(lambda: defaultdict(list))
-    for example in examples:
-        groups[example.answer][description_key(example.text)].append(example)
-    turn = 0
-    for label in sorted(groups):
-        keys = sorted(groups[label])
-        random.Random(f"{seed}-{label}").shuffle(keys)
-        for key in keys:
-            parts[turn % FIFTHS].extend(groups[label][key])
-            turn += 1
+    groups = [group for spellings in shuffled_descriptions(examples, seed).values() for group in spellings]
+    for turn, group in enumerate(groups):
+        parts[turn % FIFTHS].extend(group)
     return parts
 
 
