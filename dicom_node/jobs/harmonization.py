@@ -1,8 +1,9 @@
 """The harmonization queue's consumer: queued descriptions in, the harmonizer's labels out.
 
 The C-STORE handler only queues a new description; this worker maps queued ones in batches, off the
-association threads, with the site's corrections as the labeled neighbours a model may read. The queue lives in the store, so work queued before a crash is done after the
-restart. When the harmonizer raises, the batch is halved until the failing descriptions are isolated
+association threads, with the site's corrections as the labeled neighbours a model may read. The queue
+lives in the store, so work queued before a crash is done after the restart. When the harmonizer
+raises, the batch is halved until the failing descriptions are isolated
 (`run_in_halves`, shared with the report job); each failing description is recorded and retried later
 with exponential backoff.
 """
