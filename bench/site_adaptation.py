@@ -60,7 +60,7 @@ def run_site(source: str, examples: list[Example], fifth: int, held_out_keys: se
         texts = [e.text for e in rest]
         known = Neighbours(mappings.corrected_labels(store.engine))  # what the node's worker reads
         shipped = choose.load(choose.Choice(settings.model))
-        runs = choose.harmonizer(settings, choose.choose(settings, store))  # before retraining: the shipped model
+        runs = choose.pick_harmonizer(settings, choose.Choice(settings.model), shipped)  # before retraining
         rules = [p.label for p in RuleHarmonizer().harmonize(texts)]
         before = [p.label for p in shipped.harmonize(texts)]
         at_once = site_labels(store, texts, runs.harmonize(texts, known))

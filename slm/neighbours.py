@@ -49,16 +49,19 @@ class Neighbours:
         self.labels = [label for _, label in known]
         self.keys = [description_key(text) for text in self.texts]
         self._vocabulary: dict[str, int] = {}
-        self._matrix = self._encode(self.texts, grow=True)  # [known, trigrams], 0/1
-        self._sizes = np.asarray(self._matrix.sum(axis=1)).ravel()
+        self._matrix, self._sizes = self._encode(self.texts, grow=True)  # [known, trigrams], 0/1
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def _encode(self, texts: Sequence[str], grow: bool = False) -> sparse.csr_matrix:
-        rows, cols = [], []
+    def _encode(self, texts: Sequence[str], grow: bool = False) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """The texts' trigrams as a 0/1 matrix over the known vocabulary (grown when `grow`), and how many
+        trigrams each text has, known or not (what the Jaccard index divides by)."""
+        rows, cols, sizes = [], [], []
         for i, text in enumerate(texts):
-            for gram in grams(text):
+            found = grams(text)
+            sizes.append(len(found))
+            for gram in found:
                 column = self._vocabulary.get(gram)
                 if column is None and grow:
                     column = self._vocabulary[gram] = len(self._vocabulary)
@@ -66,7 +69,8 @@ class Neighbours:
                     rows.append(i)
                     cols.append(column)
         shape = (len(texts), max(1, len(self._vocabulary)))
-        return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        return matrix, np.asarray(sizes, dtype=np.float32)
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str, float] | None]:
         """For each text, (label, similarity) of the most similar known description that is not a
@@ -79,8 +83,8 @@ class Neighbours:
         return answers
 
     def _nearest(self, texts: Sequence[str]) -> list[tuple[str, float] | None]:
-        sizes = np.asarray([len(grams(text)) for text in texts], dtype=np.float32)
-        shared = (self._encode(texts) @ self._matrix.T).toarray()  # [texts, known] trigrams in common
+        encoded, sizes = self._encode(texts)
+        shared = (encoded @ self._matrix.T).toarray()  # [texts, known] trigrams in common
         similarity = shared / np.maximum(sizes[:, None] + self._sizes[None, :] - shared, 1)
         answers: list[tuple[str, float] | None] = []
         for text, row in zip(texts, similarity):

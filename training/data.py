@@ -184,6 +184,7 @@ def generated_examples(n: int, seed: int = 0) -> list[Example]:
 
 
 CORRECTION = "correction"  # the uid of an example from a corrections export
+DIALECT = "dialect:"  # the uid of a dialect example begins so, then names its site
 NEIGHBOUR_POOL = 0.2  # the share of the other training descriptions a neighbour is drawn from (with_neighbours)
 
 
@@ -191,7 +192,7 @@ def dialect_examples(n: int, seed: int = 0) -> list[Example]:
     """Descriptions in invented site dialects (training/series_generator.dialects); their uid names the site."""
     from training.series_generator import dialects
 
-    return [Example("harmonize", text, label, f"dialect:{site}") for text, label, site in dialects(n, seed)]
+    return [Example("harmonize", text, label, f"{DIALECT}{site}") for text, label, site in dialects(n, seed)]
 
 
 def with_neighbours(examples: Sequence[Example], share: float, seed: int = 0) -> list[Example]:
@@ -207,12 +208,12 @@ def with_neighbours(examples: Sequence[Example], share: float, seed: int = 0) ->
     rng = random.Random(f"{seed}-neighbours")
     harmonize = sorted({(e.text, e.answer, e.uid or "") for e in examples if e.task == "harmonize"})
     pool = [(text, answer) for text, answer, uid in harmonize
-            if uid == CORRECTION or uid.startswith("dialect:") or rng.random() < NEIGHBOUR_POOL]
+            if uid == CORRECTION or uid.startswith(DIALECT) or rng.random() < NEIGHBOUR_POOL]
     texts = sorted({text for text, _, _ in harmonize})
     hints = dict(zip(texts, Neighbours(pool).hints(texts)))
     shown = []
     for e in examples:
-        dialect = (e.uid or "").startswith("dialect:")
+        dialect = (e.uid or "").startswith(DIALECT)
         if dialect and hints[e.text] is None:
             continue
         shown.append(replace(e, known=hints[e.text]) if e.task == "harmonize" and (dialect or rng.random() < share) else e)

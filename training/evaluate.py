@@ -155,14 +155,14 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
         answers = _timed(engine.harmonize, descriptions, "harmonize", seconds)
         model = [p.label for p in answers]
         rules = [p.label for p in harmonizer.harmonize(descriptions)]
-        known = Neighbours([(e.text, e.answer) for e in data.known_series])
-        with_known = [p.label for p in engine.harmonize(descriptions, known)]
+        known = Neighbours([(e.text, e.answer) for e in data.known_series]) if engine.neighbours else None
+        with_known = [p.label for p in engine.harmonize(descriptions, known)] if known is not None else None
         figures["harmonization"] = {
             "n": len(gold),
             "model": metrics.harmonization_metrics(gold, model),
             # As at a site that corrected the train part's descriptions: only a model with neighbours reads them.
-            "model_with_known": {"reads_neighbours": engine.neighbours, "known": len(known),
-                                 **metrics.harmonization_metrics(gold, with_known)},
+            "model_with_known": {"known": len(known), **metrics.harmonization_metrics(gold, with_known)}
+            if known is not None else None,
             "model_calibration": metrics.calibration([p.confidence for p in answers], [m == g for m, g in zip(model, gold)]),
             "rules": metrics.harmonization_metrics(gold, rules),
             "rules_version": harmonizer.version,
@@ -321,7 +321,7 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
                         [["model", _f(h["model"]["accuracy"]), _f(h["model"]["macro_f1"])],
                          [f"rules ({h['rules_version']})", _f(h["rules"]["accuracy"]), _f(h["rules"]["macro_f1"])]])
         known = h.get("model_with_known")
-        if known and known["reads_neighbours"]:
+        if known:
             lines += ["", f"With the {known['known']} descriptions of the train part known as corrections (labeled "
                       f"neighbours, as at a site that corrected them), the model scores {_f(known['accuracy'])} "
                       f"(macro-F1 {_f(known['macro_f1'])})."]
