@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
 from slm.harmonizer import Prediction
-from slm.hints import hints_for, reads_hints, rule_answers
+from slm.hints import hints_for, reads_hints, rule_answers, sure_rules_stand
 from slm.neighbours import Neighbours
 from slm.tasks import (
     HARMONIZE,
@@ -269,8 +269,11 @@ class Engine:
 
     @torch.inference_mode()
     def harmonize(self, texts: Sequence[str], known: Neighbours | None = None) -> list[Prediction]:
+        """The model's answers; a model trained with rule hints keeps the rules' answer where they are
+        sure (slm.hints.sure_rules_stand)."""
         probs = [scores.softmax(-1) for scores in self.harmonize_scores(texts, known)]
-        return [Prediction(SERIES_LABELS[int(p.argmax())], round(float(p.max()), 6), self.version) for p in probs]
+        answers = [Prediction(SERIES_LABELS[int(p.argmax())], round(float(p.max()), 6), self.version) for p in probs]
+        return sure_rules_stand(texts, answers, known) if self.rule_hints else answers
 
     @torch.inference_mode()
     def harmonize_scores(self, texts: Sequence[str], known: Neighbours | None = None) -> torch.Tensor:

@@ -190,7 +190,10 @@ RULES = (
             # a shadow said to be something outside the lung, across commas: "opacification over both XXXX, XXXX
             # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
             rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|artifact|overlap\w*|nipple|skin fold|"
-            r"confluence|superimpos\w*|summation|overlying (?:shadows?|bon\w*|osseous)|piercings?)",
+            r"confluence|superimpos\w*|summation|overlying (?:shadows?|bon\w*|osseous)|piercings?|gunshot|bullet\w*|"
+            r"shrapnel|metallic|foreign bod\w*)",
+            # prominent vessels are edema (the rubric's "vascular prominence"), not abnormal lung markings
+            r"(?<!broncho)vascular markings",
             rf"(?:opaci\w*|densit\w*) {W % 8}{MEDIASTINAL_PLACE}",
             rf"(?:mediastin\w*|paratracheal) {W % 1}(?:opaci\w*|densit\w*)",
             rf"crowd\w* {W % 4}markings",  # crowded by low lung volumes, not abnormal markings
@@ -271,6 +274,8 @@ RULES = (
             r"healing deformit\w*",
         ),
         not_this=(
+            # a lung shadow's shape, as in a pulmonary infarct: "a wedge-shaped opacity in the right upper lobe"
+            rf"wedge[- ]shaped {W % 1}(?:opaci\w*|densit\w*|consolidat\w*|infiltrat\w*|air ?space|infarct\w*)",
             rf"(?:catheter|sternotomy|wires?|leads?|screw|hardware) {W % 2}fractur\w*",
             rf"fractur\w* {W % 4}(?:sternotomy|wires?|catheter|leads?|screw|hardware)",
             # a broken device: "fracture of the lateral most fixation screw", "the screw ... is fractured"
@@ -366,7 +371,7 @@ def _sentences(report: str) -> list[str]:
 class RuleLabeler:
     """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
 
-    version = "rule-labeler-3"  # 2, 3: phrasings from the train-report error analysis (issue 14)
+    version = "rule-labeler-4"  # 2, 3: phrasings from the train-report error analysis; 4: rubric cases (issue 14)
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]

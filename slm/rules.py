@@ -120,8 +120,11 @@ RULES = (
          word(r"(?<!ven )bold|fmri|resting ?state|rest|rs ?fmri|task|moco\w*|ep2d ?pace"),
          "functional MRI: ep2d_bold, resting state, MoCoSeries (VenBOLD is SWI, not fMRI)"),
     Rule("diffusion map", "Other", "decisive",
-         word(r"fa|fa ?reg|col ?fa|colou?r ?fa|tensor|e ?adc|exp|exponential|tracts?|tractography"),
-         "diffusion maps other than ADC: FA (Philips faReg), ColFA, TENSOR, exponential ADC (eADC), tractography"),
+         word(r"fa|fa ?reg|col ?fa|colou?r ?fa|(?<!diffusion )tensor|e ?adc|exp|exponential|tracts?|tractography"
+              r"|low ?b"),
+         "diffusion maps other than ADC: FA (Philips faReg), ColFA, TENSOR, exponential ADC (eADC), tractography;"
+         " a diffusion scan's low-b (b0) image saved alone (DIFFUSION_HighRes_LOWB); a DIFFUSION TENSOR"
+         " acquisition is DWI"),
     Rule("quantitative map", "Other", "decisive",
          word(r"(?:t1|t2|t2star|r2|r2star) ?(?:map\w*|relax\w*)|relaxometry|qsm|qmap|mdme|synthetic|mwf"
               r"|inv1|inv2"),
@@ -134,18 +137,19 @@ RULES = (
     Rule("ADC", "ADC", "strong",
          word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|diff\w* ?coef+\w*"
               r"|coef+\w* ?d[ei] ?dif+us\w*")
-         + "|" + glued_after("adc") + r"|見かけの拡散係数",
+         + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数",
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
     Rule("DWI", "DWI", "strong",
          word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
               r"|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
-         + "|" + glued_after("dwi") + r"|拡散",
+         + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散",
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE"),
     Rule("SWI", "SWI", "strong",
          word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
          "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
     Rule("T2*", "Other", "strong",
-         word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|fl2d)|t2 ?(?:etoile|stern|estrella)"
+         word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|fl2d|gradient ?echo)"
+              r"|t2 ?(?:etoile|stern|estrella)"
               r"|eco ?de ?gradiente|echo ?de ?gradient"),
          "T2* gradient echo (T2*, hemo, Siemens MEDIC, GE MERGE, a T2 GRE / FFE): Other unless SWI"),
     Rule("T2*", "Other", "weak",
@@ -156,8 +160,9 @@ RULES = (
          "FLAIR: FLAIR, Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
     Rule("T1", "T1", "strong",
          contrast("t ?1") + "|t1w|"
-         + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|3d ?(?:ffe|fe|gre)"),
-         "T1: T1/T1W, MPRAGE (also written MPR)/MP2RAGE, GE SPGR/FSPGR/BRAVO, Siemens VIBE, a 3D gradient echo"),
+         + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|\w*thrive|3d ?(?:ffe|fe|gre)"),
+         "T1: T1/T1W, MPRAGE (also written MPR)/MP2RAGE, GE SPGR/FSPGR/BRAVO, Siemens VIBE, Philips (e)THRIVE,"
+         " a 3D gradient echo"),
     Rule("T1", "T1", "weak",
          word(r"\w*tfe|tfl\w*|fl3d\w*|rssg|fe3d|se|ti|pre|post\w*|gad\w*|gd|contrast\w*|kontrast\w*|km|ce|mdc|inj\w*")
          + r"|造影",
@@ -251,7 +256,7 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-2"  # 2: glued words read (issue 14)
+    version = "rules-3"  # 2: glued words read; 3: a low-b image alone is Other (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -5,7 +5,10 @@ import shutil
 import pytest
 
 from slm.engine import load_engine
-from slm.hints import PROMPT_FILE, reads_hints, rule_answers, rule_hint, write_prompt_file
+from slm.harmonizer import Prediction
+from slm.hints import PROMPT_FILE, reads_hints, rule_answers, rule_hint, sure_rules_stand, write_prompt_file
+from slm.neighbours import Neighbours
+from slm.rules import CONFIDENCE, RuleHarmonizer
 from slm.tasks import HARMONIZE, IMPRESSION, LABEL, LABEL_KEYS, label_pieces, report_text
 from tests.support.paths import ROOT
 
@@ -39,7 +42,9 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     assert decode(hinted._label_rows((effusion, pieces))).endswith(
         '### Response:\n{"Enlarged Cardiomediastinum" (rules: No): "')
     assert pieces[9] == hinted.tokenizer('", "Pleural Effusion" (rules: Yes): "', add_special_tokens=False)["input_ids"]
-    # Answers stay valid and the same shape either way.
+    # Answers stay valid and the same shape either way; the hinted model's keep the rules' where they are sure.
+    sure = ["AX T2 FLAIR", "t1_mprage_sag", "ep2d_diff_3scan_trace_p2_ADC", "AAHead_Scout"]
+    assert [p.label for p in hinted.harmonize(sure)] == [p.label for p in RuleHarmonizer().harmonize(sure)]
     assert len(hinted.harmonize(["AX T2 FLAIR", "xyzzy"])) == 2
     assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
 
@@ -55,3 +60,18 @@ def test_a_recipe_with_rule_hints_trains_a_model_that_reads_them(tmp_path, monke
     # Fine-tuning keeps the prompt the base was trained with, or says why not.
     with pytest.raises(ValueError, match="trained with rule hints: set rule_hints: true"):
         train(load_config("tiny", [f"output_dir={tmp_path / 'f'}", f"base={folder}"]))
+
+
+def test_sure_rules_stand_against_the_model_unless_the_site_overruled_them_nearby():
+    texts = ["AX T2 FLAIR", "xyzzy", "Ax T1 SE+C", "AXIAL FSE2"]  # sure FLAIR, nothing, sure T1, unsure T2
+    model = [Prediction("T2", 0.99, "m"), Prediction("SWI", 0.6, "m"), Prediction("T1", 0.97, "m"),
+             Prediction("Other", 0.8, "m")]
+    answers = sure_rules_stand(texts, model)
+    assert answers == [Prediction("FLAIR", CONFIDENCE["strong"], "m")] + model[1:]
+    # A site that corrected a similar description against the sure rules, to the model's answer: the model stands.
+    overruled = Neighbours([("Sag T2 FLAIR FS", "T2")])
+    assert sure_rules_stand(texts, model, overruled) == model
+    # Not when the correction agrees with the rules, says something else, or is far from the description.
+    for known in (Neighbours([("Sag T2 FLAIR FS", "FLAIR")]), Neighbours([("Sag T2 FLAIR FS", "Other")]),
+                  Neighbours([("t2_swi_tra_p2_2mm", "T2")])):
+        assert sure_rules_stand(texts, model, known) == answers

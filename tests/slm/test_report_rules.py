@@ -101,6 +101,10 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("Consolidation, atelectasis and blunting in the right lower lobe have cleared.", "Atelectasis"),
         ("Increased density behind the lower mediastinum, due to a hiatal hernia.", "Enlarged Cardiomediastinum"),
         ("Round opacity measuring 3 cm in diameter within the anterior mediastinum.", "Lung Opacity"),
+        # third pass (rule-labeler-4): rubric cases seen among the dev misses
+        ("A wedge-shaped opacity has developed in the right upper lobe.", "Fracture"),  # a lung shadow's shape
+        ("Scattered XXXX densities throughout the chest from prior gunshot wound.", "Lung Opacity"),  # metal
+        ("Central vascular markings are mildly prominent.", "Lung Opacity"),  # vessels: edema, not markings
     ],
 )
 def test_look_alikes_are_no(sentence, finding):

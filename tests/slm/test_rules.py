@@ -26,6 +26,10 @@ CASES = {
         ("ep2d_diff_3scan_trace_p2_ADC", "ADC"),
         ("ep2d_diff_mddw_30_p2_FA", "Other"),
         ("ep2d_diff_mddw_30_p2_ColFA", "Other"),
+        ("ep2d_diff_mddw_30_p2_TENSOR", "Other"),
+        ("DIFFUSION TENSOR 30 dir", "DWI"),  # the acquisition, not the tensor image
+        ("ep2d_diff_3scan_trace_p2_LOWB", "Other"),  # the b0 image saved alone
+        ("ep2d_diff_3scan_trace_b0_b1000", "DWI"),  # b0 named beside the diffusion weighting
         ("t2_swi_tra_p2_2mm", "SWI"),
         ("mIP_Images(SW)", "Other"),
         ("t2_fl2d_tra_hemo", "Other"),
@@ -72,6 +76,7 @@ CASES = {
         ("SENSE_Ref", "Other"),
         ("SOURCE - Axial 2D PASL", "Other"),
         ("Double_TSE", "Other"),  # PD/T2 double echo
+        ("eTHRIVE_post", "T1"),
     ],
     "Canon": [
         ("T1_SE_AX +C", "T1"),
@@ -90,6 +95,7 @@ CASES = {
         ("DWI_b1000", "DWI"),
         ("ADC MAP", "ADC"),
         ("T2*W_GRE_AX", "Other"),
+        ("T2 gradient echo", "Other"),
     ],
     "blanks, separators, casing": [
         ("           MPRAGE", "T1"),
@@ -131,6 +137,8 @@ CASES = {
         ("見かけの拡散係数", "ADC"),
         ("磁化率強調像", "SWI"),
         ("位置決め", "Other"),
+        ("弥散加权成像", "DWI"),  # Chinese, simplified
+        ("表观扩散系数", "ADC"),
         ("ＦＬＡＩＲ　横断", "FLAIR"),  # full-width letters and blank
     ],
 }
@@ -171,9 +179,9 @@ def test_harmonizer_returns_one_prediction_per_description_in_order():
     harmonizer = RuleHarmonizer()
     texts = ["Ax DWI 1000b", "", "dADC", "Survey"]
     predictions = harmonizer.harmonize(texts)
-    assert harmonizer.version == "rules-2"
+    assert harmonizer.version == "rules-3"
     assert [p.label for p in predictions] == ["DWI", "Other", "ADC", "Other"]
-    assert all(isinstance(p, Prediction) and p.model_version == "rules-2" for p in predictions)
+    assert all(isinstance(p, Prediction) and p.model_version == "rules-3" for p in predictions)
     assert all(0.0 <= p.confidence <= 1.0 and p.label in SERIES_LABELS for p in predictions)
 
 
