@@ -20,7 +20,9 @@ How a description is decided:
      a contrast marker alone usually a T1, GRE alone usually T2*).
 3. Among the strong hits (else the weak ones) the family first in PRECEDENCE wins: the more
    specific name beats the generic one ("t2_tirm_dark-fluid" is FLAIR, "t1 tse" is T1).
-4. Nothing matched: Other, with a low confidence.
+4. Nothing matched: one typing slip is undone in one word (a letter swapped or struck twice or extra:
+   "3D_FLAIIR", "sag_lfair", "DIT"); where that reads one label outright, that label, with a low
+   confidence. Else Other, with a lower one.
 
 The confidence says how the decision was reached, and it is calibrated on that reading: one clear
 family is high, a conflict settled by precedence lower, a guess from weak hints lower still.
@@ -43,6 +45,7 @@ CONFIDENCE = {
     "strong_conflict": 0.65,  # two families named outright, settled by precedence
     "weak": 0.75,  # only a technique that usually means the contrast
     "weak_conflict": 0.55,  # techniques of two families, settled by precedence
+    "slip": 0.55,  # nothing read as written, one label read outright with one typing slip undone
     "fallback": 0.3,  # nothing recognised: Other
     "empty": 0.05,  # blank description
 }
@@ -232,6 +235,11 @@ def decide(description: str) -> Decision:
     if not text.strip():
         return Decision("Other", CONFIDENCE["empty"], "empty description")
     readings = {text, normalize(GLUE_BOUNDARY.sub(" ", description))}
+    return _read(readings) or _read_slips(readings) or Decision("Other", CONFIDENCE["fallback"], "no rule matched")
+
+
+def _read(readings: set[str]) -> Decision | None:
+    """What RULES read in any of the readings of one description; None when no rule matched."""
     hits = [rule for rule in RULES if any(rule.matches(reading) for reading in readings)]
     decisive = [rule for rule in hits if rule.kind == "decisive"]
     named = [rule for rule in hits if rule.kind == "strong" and rule.label != "Other"]
@@ -246,7 +254,39 @@ def decide(description: str) -> Decision:
             label = next(rule.label for rule in hits if rule.family == winner)
             key = f"{kind}_conflict" if conflict else kind
             return Decision(label, CONFIDENCE[key], _reason([r for r in hits if r.kind == kind]))
-    return Decision("Other", CONFIDENCE["fallback"], "no rule matched")
+    return None
+
+
+def _read_slips(readings: set[str]) -> Decision | None:
+    """Where no rule matched: one slip of the keyboard undone in one word (a letter struck twice or extra,
+    two letters swapped: FLAIIR, SWAAN, falir, ISORTOPIC, DIT for DTI), when what it then reads is read
+    outright (a decisive or strong rule, no conflict) and every such undoing reads the same label.
+    Missing or wrong letters are not guessed at: too many short words are one letter from a rule's."""
+    found = {}
+    for reading in readings:
+        for variant, slip in _slips_undone(reading):
+            decision = _read({variant})
+            if decision is not None and decision.confidence >= CONFIDENCE["decisive_over_contrast"]:
+                found.setdefault(decision.label, f"{slip}: {decision.reason}")
+    if len(found) != 1:
+        return None
+    (label, reason), = found.items()
+    return Decision(label, CONFIDENCE["slip"], reason)
+
+
+def _slips_undone(reading: str):
+    """(the reading with one slip undone, which) for each word of 3 letters or more: two adjacent letters
+    swapped back, and in words of 4 or more, one letter dropped."""
+    words = reading.split()
+    for i, word in enumerate(words):
+        if sum(c.isalpha() for c in word) < 3:
+            continue
+        fixes = [word[:j] + word[j + 1] + word[j] + word[j + 2:] for j in range(len(word) - 1)
+                 if word[j].isalpha() and word[j + 1].isalpha() and word[j] != word[j + 1]]
+        if len(word) >= 4:
+            fixes += [word[:j] + word[j + 1:] for j in range(len(word)) if word[j].isalpha()]
+        for fixed in dict.fromkeys(fixes):
+            yield f" {' '.join(words[:i] + [fixed] + words[i + 1:])} ", f"{word} read as {fixed}"
 
 
 def _reason(rules: Sequence[Rule]) -> str:
@@ -256,7 +296,7 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-3"  # 2: glued words read; 3: a low-b image alone is Other (issue 14)
+    version = "rules-4"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -168,6 +168,22 @@ def test_confidence_says_how_the_decision_was_reached():
     assert unknown == CONFIDENCE["fallback"]
 
 
+@pytest.mark.parametrize("description,label", [
+    ("3D_FLAIIR", "FLAIR"), ("sag_lfair", "FLAIR"), ("ISORTOPIC", "DWI"), ("DIT_15dir", "DWI"),  # DTI
+    ("AX SAWN", "SWI"), ("Sag 3D BRAVOO", "T1"), ("ACD MAP", "ADC"), ("TTOF_3D", "Other"),
+])
+def test_one_typing_slip_is_read_when_nothing_else_is_but_not_as_surely(description, label):
+    decision = decide(description)
+    assert (decision.label, decision.confidence) == (label, CONFIDENCE["slip"]) and " read as " in decision.reason
+
+
+def test_slips_are_not_guessed_where_letters_are_missing_or_two_readings_differ():
+    assert decide("FLIR").reason == "no rule matched"  # a missing letter is one of too many guesses
+    assert decide("SWDI").reason == "no rule matched"  # SWI with the D dropped, sDWI with W-D swapped back
+    assert decide("Ax FLAIR").confidence == CONFIDENCE["strong"]  # read as written: no slip looked for
+    assert decide("scan").reason == "no rule matched"  # one letter from SWAN, but not by a slip undone
+
+
 def test_normalize_folds_forms_of_the_same_name():
     assert normalize("  T2*_GRE ") == normalize("t2 * gre") == " t2star gre "
     assert normalize("Ax T1 +C") == " ax t1 postcontrast "
@@ -179,9 +195,9 @@ def test_harmonizer_returns_one_prediction_per_description_in_order():
     harmonizer = RuleHarmonizer()
     texts = ["Ax DWI 1000b", "", "dADC", "Survey"]
     predictions = harmonizer.harmonize(texts)
-    assert harmonizer.version == "rules-3"
+    assert harmonizer.version == "rules-4"
     assert [p.label for p in predictions] == ["DWI", "Other", "ADC", "Other"]
-    assert all(isinstance(p, Prediction) and p.model_version == "rules-3" for p in predictions)
+    assert all(isinstance(p, Prediction) and p.model_version == "rules-4" for p in predictions)
     assert all(0.0 <= p.confidence <= 1.0 and p.label in SERIES_LABELS for p in predictions)
 
 
