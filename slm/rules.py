@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from slm.harmonizer import Prediction
@@ -229,8 +230,10 @@ def normalize(description: str) -> str:
     return f" {text.strip()} "
 
 
+@lru_cache(maxsize=8192)
 def decide(description: str) -> Decision:
-    """The label, confidence and reason for one description."""
+    """The label, confidence and reason for one description. Cached: a hinted model's prompt and its
+    answer (slm/hints.py) both ask, and a site sends the same descriptions again and again."""
     text = normalize(description)
     if not text.strip():
         return Decision("Other", CONFIDENCE["empty"], "empty description")
