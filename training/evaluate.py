@@ -116,7 +116,9 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
     harmonizer = harmonizer or RuleHarmonizer()
     labeler = RuleLabeler()
     seconds: dict[str, float] = {}
-    figures: dict = {"split": data.split, "model_version": engine.version, "notes": data.notes, "seconds": seconds}
+    notes = data.notes + (["Harmonization: the model as it answers, with the rules' answer where they are sure and it"
+                           " disagrees (slm.hints.sure_rules_stand)."] if getattr(engine, "rule_hints", False) else [])
+    figures: dict = {"split": data.split, "model_version": engine.version, "notes": notes, "seconds": seconds}
     predictions: list[dict] = []
 
     # Labeling: model and rule labeler on every report, scored against gold and against silver.
