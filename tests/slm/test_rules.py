@@ -120,6 +120,12 @@ CASES = {
         ("dMRI_dir98_AP", "DWI"),
         ("Part1 T2", "T2"),  # "part1" is still not a T1
     ],
+    "named in issue 14": [  # misses it quotes from descriptions kept from the team
+        ("Et1seGAD", "T1"),
+        ("T2 FFE", "Other"),  # a T2* gradient echo
+        ("DarkFluid T2 COR", "FLAIR"),
+        ("T2 Stern tra", "Other"),  # T2* in German
+    ],
     "other languages": [
         ("T1 tra nach KM", "T1"),
         ("Suszeptibilität tra", "SWI"),
