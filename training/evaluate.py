@@ -30,7 +30,7 @@ from slm.neighbours import Neighbours
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
 from training import metrics
 from slm.report_rules import RuleLabeler
-from training.baselines import MostFrequentImpression
+from training.baselines import MostFrequentImpression, NearestImpression
 from training.data import OPENI, REAL_SERIES, SILVER_LABELS, Example, openi_examples, read_labels, series_examples
 
 SERIES_HOLDOUT, SERIES_SEED = 0.3, 0  # training.data's defaults, used when the model folder has no recipe
@@ -46,7 +46,7 @@ class EvaluationData:
     series: list[Example]
     known_series: list[Example]  # the train part: labeled descriptions a site might have corrected
     impressions: list[Example]
-    train_impressions: list[str]
+    train_impressions: list[Example]  # train reports and their impressions, for the baselines
     silver_by_uid: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -83,7 +83,7 @@ def evaluation_data(
         series=series_examples(series_csv, split, holdout, seed)[cut],
         known_series=series_examples(series_csv, "train", holdout, seed),
         impressions=openi_examples(split, ["impression"], openi)[cut],
-        train_impressions=[e.answer for e in openi_examples("train", ["impression"], openi)],
+        train_impressions=openi_examples("train", ["impression"], openi),
         silver_by_uid=read_labels(Path(openi) / SILVER_LABELS),
         notes=notes,
     )
@@ -181,16 +181,22 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
     if data.impressions:
         references = [e.answer for e in data.impressions]
         model = _timed(engine.impression, [e.text for e in data.impressions], "impression", seconds)
-        baseline = MostFrequentImpression(data.train_impressions)
+        train = data.train_impressions
+        baseline = MostFrequentImpression([e.answer for e in train])
         constant = baseline.impression(references)
+        nearest = NearestImpression([e.text for e in train], [e.answer for e in train]).impression(
+            [e.text for e in data.impressions])
         rouge_l = metrics.rouge_per_report(references, model)["rougeL"]
         constant_rouge_l = metrics.rouge_per_report(references, constant)["rougeL"]
+        nearest_rouge_l = metrics.rouge_per_report(references, nearest)["rougeL"]
         figures["impression"] = {
             "n": len(references),
             "model": metrics.impression_metrics(references, model),
             "most_frequent": metrics.impression_metrics(references, constant),
             "most_frequent_text": baseline.text,
+            "nearest": metrics.impression_metrics(references, nearest),
             "t_test_rougeL_model_vs_most_frequent": metrics.paired_t_test(rouge_l, constant_rouge_l),
+            "t_test_rougeL_model_vs_nearest": metrics.paired_t_test(rouge_l, nearest_rouge_l),
         }
         predictions += [
             {"task": "impression", "uid": e.uid, "gold": e.answer, "model": m, "rouge_l": round(r, 4)}
@@ -344,18 +350,21 @@ def report_markdown(figures: dict, title: str, curves: bool) -> str:
 
     if "impression" in figures:
         i = figures["impression"]
-        test = i["t_test_rougeL_model_vs_most_frequent"]
+        test, against_nearest = i["t_test_rougeL_model_vs_most_frequent"], i["t_test_rougeL_model_vs_nearest"]
         lines += ["## Impression", "", f"{i['n']} reports. Without the prefix is the figure to read; the study scored "
                   "texts that both begin with \"IMPRESSION:\", which adds a shared token to every pair.", ""]
         rows = []
-        for label, key in (("model", "model"), (f"most frequent (\"{i['most_frequent_text']}\")", "most_frequent")):
+        for label, key in (("model", "model"), (f"most frequent (\"{i['most_frequent_text']}\")", "most_frequent"),
+                           ("nearest training report's impression (TF-IDF)", "nearest")):
             for prefix in ("without_prefix", "with_prefix"):
                 m = i[key][prefix]
                 rows.append([label, prefix.replace("_", " "), _f(m["rouge1"]), _f(m["rouge2"]), _f(m["rougeL"]),
                              _f(m["bleu"])])
         lines += _table(["", "scored", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU"], rows)
         lines += ["", f"Paired t-test on per-report ROUGE-L (without prefix), model minus most frequent: mean "
-                  f"difference {test['mean_difference']:+.3f}, t = {test['t']:.2f}, {_p_is(test['p_value'])}.", ""]
+                  f"difference {test['mean_difference']:+.3f}, t = {test['t']:.2f}, {_p_is(test['p_value'])}; model "
+                  f"minus nearest: {against_nearest['mean_difference']:+.3f}, t = {against_nearest['t']:.2f}, "
+                  f"{_p_is(against_nearest['p_value'])}.", ""]
 
     if curves:
         lines += ["## Training curves", "", "![loss](loss.png)", ""]

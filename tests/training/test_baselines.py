@@ -1,10 +1,10 @@
-"""The rule-based labeler on hand-written reports, and the most-frequent-impression baseline."""
+"""The rule-based labeler on hand-written reports, and the impression baselines (most frequent, nearest report)."""
 
 import pytest
 
 from slm.tasks import FINDINGS, LABEL_KEYS, NO_FINDING, report_text
 from slm.report_rules import RuleLabeler
-from training.baselines import MostFrequentImpression
+from training.baselines import MostFrequentImpression, NearestImpression
 
 
 def yes(findings=None, impression=None, indication=None):
@@ -115,3 +115,19 @@ def test_most_frequent_impression_groups_spellings():
 def test_most_frequent_impression_needs_data():
     with pytest.raises(ValueError, match="no training impressions"):
         MostFrequentImpression(["", "  "])
+
+
+def test_nearest_impression_copies_the_most_similar_training_report():
+    train = ["FINDINGS: The heart is enlarged. Lungs are clear.",
+             "FINDINGS: Right lower lobe consolidation. Heart normal.",
+             "FINDINGS: The lungs are clear. The heart is normal."]
+    baseline = NearestImpression(train, ["Cardiomegaly.", "Pneumonia.", "  No acute   disease. "])
+    assert baseline.impression([
+        "FINDINGS: Enlarged heart.",  # "enlarged" is in one report only: it outweighs the shared words
+        "FINDINGS: Consolidation in the right lower lobe.",
+        "FINDINGS: Normal heart, clear lungs.",
+        "Xyzzy.",  # no known word: ties go to the first report
+    ]) == ["Cardiomegaly.", "Pneumonia.", "No acute disease.", "Cardiomegaly."]
+    assert baseline.impression([]) == []
+    with pytest.raises(ValueError, match="no training impressions"):
+        NearestImpression(["FINDINGS: x."], [" "])
