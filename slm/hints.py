@@ -58,8 +58,7 @@ def sure_rules_stand(texts: Sequence[str], predictions: list[Prediction], known:
     name now and then (`dADC_DWI_SENSE` as DWI, `16-T2W_FSE-33114` as T1), which is the issue's
     "confidently wrong on plain ones". Where the rules are unsure or read nothing it was right 30 times
     to their 13, so there the model stands (python -m training.sure_rules)."""
-    readings = [decide(text) for text in texts]
-    doubted = [i for i, (r, p) in enumerate(zip(readings, predictions)) if r.confidence >= SURE and r.label != p.label]
+    doubted = [i for i, (text, p) in enumerate(zip(texts, predictions)) if _against_sure_rules(text, p.label)]
     if not doubted:
         return predictions
     overruling = _overruling(known)
@@ -67,16 +66,22 @@ def sure_rules_stand(texts: Sequence[str], predictions: list[Prediction], known:
     answers = list(predictions)
     for i, near in zip(doubted, backed):
         if near is None or near[0] != predictions[i].label:
-            answers[i] = Prediction(readings[i].label, readings[i].confidence, predictions[i].model_version)
+            reading = decide(texts[i])
+            answers[i] = Prediction(reading.label, reading.confidence, predictions[i].model_version)
     return answers
+
+
+def _against_sure_rules(text: str, label: str) -> bool:
+    """Do the rules read `text` surely (a plain hint) as something other than `label`?"""
+    reading = decide(text)
+    return reading.confidence >= SURE and reading.label != label
 
 
 def _overruling(known: Neighbours | None) -> Neighbours | None:
     """The known descriptions whose label contradicts a sure rule reading of them."""
     if not known:
         return None
-    pairs = [(text, label) for text, label in zip(known.texts, known.labels)
-             if (reading := decide(text)).confidence >= SURE and reading.label != label]
+    pairs = [(text, label) for text, label in zip(known.texts, known.labels) if _against_sure_rules(text, label)]
     return Neighbours(pairs) if pairs else None
 
 
