@@ -3,8 +3,9 @@
     python -m bench.inference [--model embedded] [--descriptions 256] [--reports 64] [--known 1000] [--threads N]
                               [--json out.json]
 
-The engine scores the allowed answers with shared key-value caches (harmonize, label) and decodes
-impressions greedily; the study's decoding is HF generate with 5 beams and sampling, then the
+The engine scores the allowed answers with shared key-value caches (harmonize, label) and writes
+impressions greedily, or as the consensus of the greedy one and sampled ones (slm/consensus.py, the
+default; timed in its own row against the study's impressions/s); the study's decoding is HF generate with 5 beams and sampling, then the
 parsers, bounded by the longest valid answer. Rows: the embedded model on the CPU (a fresh model of
 the embedded size when slm/default_model/ has not been built), and an OPT-350m-shaped model with
 random weights on the GPU when CUDA is available. Inputs: real series descriptions and Open-i dev
@@ -15,6 +16,7 @@ corrections (generated descriptions) for a model that reads labeled neighbours (
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -113,10 +115,16 @@ def measure(engine: Engine, descriptions: list[str], reports: list[str], without
     rows.append(dict(measure=f"reports labeled/s, batch {BATCH}", engine=len(reports) / seconds,
                      study=len(reports) / study_seconds, invalid=invalid(outputs)))
 
-    seconds, generated = timed(engine, lambda: engine.impression_tokens(without))
+    greedy = copy.copy(engine)  # the same model, writing the greedy impression alone
+    greedy.impression_samples = 0
+    seconds, generated = timed(engine, lambda: greedy.impression_tokens(without))
     study_seconds, (_, study_tokens) = timed(engine, lambda: study_decode(engine, "impression", without))
-    rows.append(dict(measure=f"impression tokens/s, batch {BATCH}", engine=sum(map(len, generated)) / seconds,
+    rows.append(dict(measure=f"impression tokens/s, greedy, batch {BATCH}", engine=sum(map(len, generated)) / seconds,
                      study=study_tokens / study_seconds, invalid="n/a"))
+    if engine.impression_samples:
+        seconds, _ = timed(engine, lambda: engine.impression_tokens(without))
+        rows.append(dict(measure=f"impressions/s, consensus of {engine.impression_samples + 1}",
+                         engine=len(without) / seconds, study=len(without) / study_seconds, invalid="n/a"))
     return rows
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
+from slm.consensus import SAMPLES as IMPRESSION_SAMPLES
 from slm.tasks import SERIES_LABELS
 from training.gate import GATE_FIGURES
 
@@ -72,6 +73,7 @@ class ModelSettings(_Section):
     device: str = "auto"
     batch_size: int = Field(32, ge=1)
     impression_max_tokens: int = Field(128, ge=1)
+    impression_samples: int = Field(IMPRESSION_SAMPLES, ge=0)  # 0: the greedy impression alone
 
 
 class HarmonizerSettings(_Section):

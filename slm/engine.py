@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,6 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
+from slm.consensus import SAMPLES as IMPRESSION_SAMPLES, TEMPERATURE as SAMPLE_TEMPERATURE, most_agreed
 from slm.harmonizer import Prediction
 from slm.hints import hints_for, reads_hints, rule_answers, sure_rules_stand
 from slm.neighbours import Neighbours
@@ -66,6 +68,7 @@ def load_engine(
     device: str = "auto",
     batch_size: int = 32,
     impression_max_tokens: int = 128,
+    impression_samples: int = IMPRESSION_SAMPLES,
 ) -> Engine:
     """An engine for a hub id or model folder, plus an optional LoRA adapter folder merged into it.
 
@@ -73,7 +76,8 @@ def load_engine(
     """
     model, tokenizer, name, prompt_folder = _load_model(path, adapter)
     return Engine(model, tokenizer, name, device=device, batch_size=batch_size,
-                  impression_max_tokens=impression_max_tokens, rule_hints=reads_hints(prompt_folder),
+                  impression_max_tokens=impression_max_tokens, impression_samples=impression_samples,
+                  rule_hints=reads_hints(prompt_folder),
                   neighbours=reads_hints(prompt_folder, "neighbours"))
 
 
@@ -200,6 +204,11 @@ class _Batch:
         logprobs = out.logits.float().log_softmax(-1)
         return logprobs if all_logits else logprobs[:, -1]
 
+    def rows(self, keep: torch.Tensor) -> _Batch:
+        """A batch of the rows `keep` (indices) only: rows that are done stop costing compute."""
+        keep = keep.to(self.mask.device)
+        return _Batch(self.model, [(k[keep], v[keep]) for k, v in self.kv], self.mask[keep], self.pad_id)
+
     def repeated(self, times: int) -> _Batch:
         """Each row `times` times in a row, leaving this batch as it is (extending never writes into a cache)."""
         if times == 1:
@@ -242,7 +251,8 @@ class Engine:
     """A loaded model answering the three tasks; an Engine is also a Harmonizer."""
 
     def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
-                 impression_max_tokens: int = 128, rule_hints: bool = False, neighbours: bool = False):
+                 impression_max_tokens: int = 128, impression_samples: int = IMPRESSION_SAMPLES,
+                 rule_hints: bool = False, neighbours: bool = False):
         model = model.float().eval()
         self.rule_hints = rule_hints  # the model was trained reading the rules' answer (slm/hints.py)
         self.neighbours = neighbours  # ... and a description's nearest labeled neighbour (slm/neighbours.py)
@@ -252,6 +262,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.impression_max_tokens = impression_max_tokens
+        self.impression_samples = impression_samples  # 0: greedy decoding alone
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._prefixes: dict[str, tuple[list[int], list]] = {}
@@ -298,8 +309,12 @@ class Engine:
 
     @torch.inference_mode()
     def impression_tokens(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each impression as generated, after "IMPRESSION:" and before what stopped it."""
-        return self._batched(texts, self._impression_rows, self._greedy)
+        """Token ids of each impression as written, after "IMPRESSION:" and before what stopped it: the
+        greedy one, or with impression_samples, the consensus of it and that many sampled ones."""
+        if not self.impression_samples:
+            return self._batched(texts, self._impression_rows, self._greedy)
+        reports_per_batch = max(1, self.batch_size // (self.impression_samples + 1))
+        return self._batched(texts, self._impression_rows, self._consensus, reports_per_batch)
 
     def impression_text(self, ids: Sequence[int]) -> str:
         return " ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split())
@@ -342,13 +357,15 @@ class Engine:
             raise ValueError(f"the model's context ({self.max_positions} tokens) cannot hold this task's prompt")
         return ids
 
-    def _batched(self, inputs: Sequence, encode: Callable[..., list[int]], run: Callable) -> list:
+    def _batched(self, inputs: Sequence, encode: Callable[..., list[int]], run: Callable,
+                 batch_size: int | None = None) -> list:
         """run(rows, inputs) over batches of similar length, results back in input order."""
         rows = [encode(item) for item in inputs]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         results: list = [None] * len(rows)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start: start + self.batch_size]
+        size = batch_size or self.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start: start + size]
             for i, result in zip(chunk, run([rows[i] for i in chunk], [inputs[i] for i in chunk])):
                 results[i] = result
         return results
@@ -413,31 +430,65 @@ class Engine:
         return list(zip(labels, yes))
 
     def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
-        """Greedy decoding that stops at a stop token, or before a sentence or a run of LOOP_NGRAM tokens
-        that repeats an earlier one (a small model can loop on "Recommend follow-up." until the budget ends)."""
         batch, logprobs = self._start(IMPRESSION, rows)
+        return self._write(batch, logprobs, lambda scores, _rows: scores.argmax(-1))
+
+    def _consensus(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
+        """Each report's greedy impression and impression_samples sampled ones, written together from one
+        prompt cache; the one that agrees most with the others is kept (slm/consensus.py). A report's
+        samples are drawn from a generator seeded by its prompt, so a report always gets the same
+        impression, whatever else is in its batch."""
+        copies = self.impression_samples + 1
+        batch, logprobs = self._start(IMPRESSION, rows)
+        batch, logprobs = batch.repeated(copies), logprobs.repeat_interleave(copies, 0)
+        generators = [torch.Generator().manual_seed(zlib.crc32(str(row).encode())) for row in rows]
+        sampled = (torch.arange(len(rows) * copies) % copies != 0).float()[:, None]  # copy 0 of each is greedy
+
+        def pick(scores: torch.Tensor, writing: torch.Tensor) -> torch.Tensor:
+            """Gumbel-max: argmax(scores / T + Gumbel noise) is a draw from softmax(scores / T). Each
+            report's generator draws for all its copies at every step, finished or not, so its draws
+            never depend on what else is in the batch."""
+            uniform = torch.cat([torch.rand(copies, scores.shape[-1], generator=g) for g in generators])[writing]
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1 - 1e-7))) * sampled[writing]
+            scale = 1 + (1 / SAMPLE_TEMPERATURE - 1) * sampled[writing]
+            return (scores * scale.to(scores.device) + gumbel.to(scores.device)).argmax(-1)
+
+        written = self._write(batch, logprobs, pick)
+        groups = [written[i * copies:(i + 1) * copies] for i in range(len(rows))]
+        return [group[most_agreed([self.impression_text(ids) for ids in group])] for group in groups]
+
+    def _write(self, batch: _Batch, logprobs: torch.Tensor,
+               pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[list[int]]:
+        """Decoding with pick(log-probs, indices of the rows still writing) -> their next tokens. A row
+        stops at a stop token, or before a sentence or a run of LOOP_NGRAM tokens that repeats an
+        earlier one (a small model can loop on "Recommend follow-up." until the budget ends), and then
+        leaves the batch."""
         stops, banned = self._stop_tokens()
+        stop_ids = set(stops.tolist())
         ends = self._sentence_ends()
-        budget = max(1, min(self.impression_max_tokens, self.max_positions - max(map(len, rows))))
-        generated: list[list[int]] = [[] for _ in rows]
-        done = torch.zeros(len(rows), dtype=torch.bool)
+        budget = max(1, min(self.impression_max_tokens, self.max_positions - batch.mask.shape[1]))
+        generated: list[list[int]] = [[] for _ in range(len(logprobs))]
+        writing = torch.arange(len(generated))
         for step in range(budget):
             logprobs[:, banned] = float("-inf")
             if step == 0:  # an impression is never empty
                 logprobs[:, stops] = float("-inf")
-            tokens = logprobs.argmax(-1).cpu()
-            for i, token in enumerate(tokens.tolist()):
-                if not done[i]:
-                    generated[i].append(token)
-                    keep = repeated_sentence(generated[i], ends) if token in ends else repeated_words(generated[i])
-                    if keep is not None:
-                        del generated[i][keep:]
-                        done[i] = True
-            done |= torch.isin(tokens, stops)
-            if bool(done.all()) or step + 1 == budget:
+            tokens = pick(logprobs, writing).cpu().tolist()
+            going = []
+            for j, (i, token) in enumerate(zip(writing.tolist(), tokens)):
+                generated[i].append(token)
+                keep = repeated_sentence(generated[i], ends) if token in ends else repeated_words(generated[i])
+                if keep is not None:
+                    del generated[i][keep:]
+                elif token not in stop_ids:
+                    going.append(j)
+            if not going or step + 1 == budget:
                 break
-            logprobs = batch.extend([[token] for token in tokens.tolist()])
-        return [ids[:-1] if ids[-1] in stops else ids for ids in generated]
+            if len(going) < len(tokens):
+                kept = torch.tensor(going)
+                batch, writing, tokens = batch.rows(kept), writing[kept], [tokens[j] for j in going]
+            logprobs = batch.extend([[token] for token in tokens])
+        return [ids[:-1] if ids[-1] in stop_ids else ids for ids in generated]
 
     def _sentence_ends(self) -> frozenset[int]:
         """Tokens that end a sentence: their text ends with a full stop."""

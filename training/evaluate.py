@@ -26,6 +26,7 @@ import click
 import yaml
 from tqdm.auto import tqdm
 
+from slm.consensus import SAMPLES as IMPRESSION_SAMPLES
 from slm.neighbours import Neighbours
 from slm.tasks import LABEL_KEYS, SERIES_LABELS
 from training import metrics
@@ -409,15 +410,17 @@ def model_folder_of(path: str, adapter: str | None) -> Path | None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--impression-max-tokens", default=128, show_default=True, help="Bound on a generated impression.")
+@click.option("--impression-samples", default=IMPRESSION_SAMPLES, show_default=True,
+              help="Impressions sampled besides the greedy one, the consensus written (0: greedy alone).")
 @click.option("--limit", type=int, default=None, help="Only the first N examples of each task (a quick look).")
 def main(path: str, adapter: str | None, split: str, out: Path | None, device: str, batch_size: int,
-         impression_max_tokens: int, limit: int | None):
+         impression_max_tokens: int, impression_samples: int, limit: int | None):
     """Evaluate a model on the three tasks next to the baselines and write a Markdown report."""
     from slm.engine import ModelUnavailable, load_engine
 
     try:
         engine = load_engine(path, adapter=adapter, device=device, batch_size=batch_size,
-                             impression_max_tokens=impression_max_tokens)
+                             impression_max_tokens=impression_max_tokens, impression_samples=impression_samples)
     except ModelUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     folder = model_folder_of(path, adapter)

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from bench.study_decode import study_decode
 from slm import engine as engine_module
 from slm.engine import (
-    BUILD_EMBEDDED, Engine, ModelUnavailable, _Choice, load_engine, repeated_sentence, repeated_words,
+    BUILD_EMBEDDED, IMPRESSION_SAMPLES, Engine, ModelUnavailable, _Choice, load_engine, repeated_sentence, repeated_words,
 )
 from slm.tasks import (
     HARMONIZE,
@@ -106,7 +106,8 @@ def test_label_walk_equals_full_sequence_scores(engine):
             context += encode_piece(engine.tokenizer, answers[slot])
 
 
-def test_impression_is_constrained_greedy_decoding(engine):
+def test_impression_is_constrained_greedy_decoding(folder):
+    engine = load_engine(str(folder), device="cpu", batch_size=4, impression_max_tokens=24, impression_samples=0)
     stops, banned = engine._stop_tokens()
     for text, impression in zip(REPORTS, engine.impression(REPORTS)):
         prompt = encode_prompt(engine.tokenizer, IMPRESSION, text) + engine.impression_prefix
@@ -119,6 +120,14 @@ def test_impression_is_constrained_greedy_decoding(engine):
             generated = generated[:-1]
         generated = cut_at_a_repeat(generated, engine._sentence_ends())
         assert impression == " ".join(engine.tokenizer.decode(generated, skip_special_tokens=True).split())
+
+
+def test_sampled_impressions_can_outvote_the_greedy_one(folder, engine):
+    """An untrained model's next-token distribution is flat, so 32 samples rarely agree with its greedy
+    impression: the consensus is written, and it differs from the greedy one on some reports."""
+    greedy = load_engine(str(folder), device="cpu", batch_size=4, impression_max_tokens=24, impression_samples=0)
+    assert engine.impression_samples == IMPRESSION_SAMPLES
+    assert engine.impression(REPORTS) != greedy.impression(REPORTS)
 
 
 def cut_at_a_repeat(ids, ends):
