@@ -119,7 +119,7 @@ RULES = (
             r"(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)",
             rf"{HEART} {W % 6}(?:enlarg\w*|increased in size|large|prominent|borderline)",
             rf"borderline {W % 1}{HEART}",
-            rf"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
+            r"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
             r"increased (?:heart|cardiac) size",
         ),
         not_this=(r"upper limits? (?:of )?normal", r"top (?:of )?normal", r"limits? of normal", r"mediastin"),

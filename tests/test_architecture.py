@@ -13,8 +13,6 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.support.paths import ROOT
 
 # package -> the packages it must not import

@@ -119,6 +119,9 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
     seconds: dict[str, float] = {}
     notes = data.notes + (["Harmonization: the model as it answers, with the rules' answer where they are sure and it"
                            " disagrees (slm.hints.sure_rules_stand)."] if getattr(engine, "rule_hints", False) else [])
+    samples = getattr(engine, "impression_samples", 0)
+    notes += [f"Impressions: the consensus of the greedy one and {samples} sampled ones (slm/consensus.py)."
+              if samples else "Impressions: greedy."]
     figures: dict = {"split": data.split, "model_version": engine.version, "notes": notes, "seconds": seconds}
     predictions: list[dict] = []
 

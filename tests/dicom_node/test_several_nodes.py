@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from dicom_node.cli.main import cli
 from dicom_node.dicom.sender import send_files

@@ -18,7 +18,6 @@ from dicom_node.models import registry
 from dicom_node.cli.main import cli
 from dicom_node.node import Node
 from dicom_node.dicom.header import InstanceRecord
-from dicom_node.store.database import Store
 from dicom_node.store.tables import Promotion
 from tests.support.helpers_dicom import node_settings
 from slm.engine import load_engine
