@@ -178,6 +178,10 @@ RULES = (
     Rule("T2", "T2", "weak",
          word(r"tse|fse|frfse|ssfse|haste|fase|propeller|blade|space|spc|cube|vista|fiesta|ciss|drive"),
          "turbo/fast spin echo and 3D TSE (SPACE, CUBE, VISTA) are T2 unless named otherwise"),
+    Rule("phase or magnitude", "Other", "weak",
+         word(r"pha ?images?|mag ?images?|magnitude|filtered ?phase|phase ?images?"),
+         "the phase or magnitude images of a susceptibility scan saved alone (Siemens SWI Pha_Images /"
+         " Mag_Images, GE filtered phase): not the SWI itself, unsure"),
     Rule("PD", "Other", "strong",
          word(r"pdw?|pd ?w|proton ?density|densidad ?protonica|double\w*|dual ?echo|de ?[tf]se|t2 de(?= $)"),
          "proton density, also as the first echo of a PD/T2 double echo (Double_TSE, DE)"),
@@ -186,7 +190,7 @@ RULES = (
 # Which family wins when hits of several families are of the same kind, most specific first.
 # "T1 over FLAIR" is GE's "T1 FLAIR" (a T1); FLAIR over T2 is "T2 FLAIR"; PD over T2 is a PD/T2
 # dual echo; SWI over T2* is "SWI" named with its gradient echo.
-PRECEDENCE = ("ADC", "DWI", "SWI", "T2*", "T1", "FLAIR", "PD", "T2")
+PRECEDENCE = ("ADC", "DWI", "SWI", "T2*", "T1", "FLAIR", "PD", "T2", "phase or magnitude")
 
 # Families named together by convention: a hit of the second beside the first is no conflict.
 COMPANIONS = {
@@ -299,7 +303,8 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-4"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips (issue 14)
+    version = "rules-5"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
+    # 5: SWI phase / magnitude images alone are Other, unsure (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -190,6 +190,14 @@ def test_slips_are_not_guessed_where_letters_are_missing_or_two_readings_differ(
     assert decide("scan").reason == "no rule matched"  # one letter from SWAN, but not by a slip undone
 
 
+@pytest.mark.parametrize("description", ["Pha_Images", "Mag_Images", "Filtered Phase", "Phase Images"])
+def test_susceptibility_phase_or_magnitude_images_alone_are_other_but_unsure(description):
+    """Siemens saves an SWI scan's phase and magnitude images as series of their own; the shipped model,
+    reading no hint, called Pha_Images FLAIR. Named with SWI, they stay SWI."""
+    assert (decide(description).label, decide(description).confidence) == ("Other", CONFIDENCE["weak"])
+    assert decide(f"SWI {description}").label == "SWI"
+
+
 def test_normalize_folds_forms_of_the_same_name():
     assert normalize("  T2*_GRE ") == normalize("t2 * gre") == " t2star gre "
     assert normalize("Ax T1 +C") == " ax t1 postcontrast "
@@ -201,9 +209,9 @@ def test_harmonizer_returns_one_prediction_per_description_in_order():
     harmonizer = RuleHarmonizer()
     texts = ["Ax DWI 1000b", "", "dADC", "Survey"]
     predictions = harmonizer.harmonize(texts)
-    assert harmonizer.version == "rules-4"
+    assert harmonizer.version == "rules-5"
     assert [p.label for p in predictions] == ["DWI", "Other", "ADC", "Other"]
-    assert all(isinstance(p, Prediction) and p.model_version == "rules-4" for p in predictions)
+    assert all(isinstance(p, Prediction) and p.model_version == "rules-5" for p in predictions)
     assert all(0.0 <= p.confidence <= 1.0 and p.label in SERIES_LABELS for p in predictions)
 
 
