@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import logging
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,17 +500,20 @@ class Engine:
 
     def _stop_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens that end an impression (end of sequence, any newline) and tokens it never contains:
-        special ones, and the JSON of the other tasks' answers (no Open-i impression has a quote or a
-        brace; a small model can drift into a labeling answer's keys after a short report)."""
+        special ones, the JSON of the other tasks' answers (no Open-i impression has a quote or a
+        brace; a small model can drift into a labeling answer's keys after a short report), and
+        control characters (a sampled byte token can be NUL, which PostgreSQL refuses to store)."""
         if self._stops is None:
             size = len(self.tokenizer)
             pieces = self.tokenizer.batch_decode([[i] for i in range(size)])
-            stops = [i for i, piece in enumerate(pieces) if "\n" in piece] + [self.tokenizer.eos_token_id]
+            stops = {i for i, piece in enumerate(pieces) if "\n" in piece} | {self.tokenizer.eos_token_id}
             special = set(self.tokenizer.all_special_ids) - {self.tokenizer.eos_token_id}
             json = {i for i, piece in enumerate(pieces) if any(c in piece for c in '"{}')}
+            control = {i for i, piece in enumerate(pieces) if any(unicodedata.category(c) == "Cc" for c in piece)}
             vocab = self.model.get_output_embeddings().weight.shape[0]
-            self._stops = torch.tensor(sorted(set(stops)))
-            self._banned = torch.tensor(sorted(special | json | set(range(size, vocab))), dtype=torch.long)
+            self._stops = torch.tensor(sorted(stops))
+            banned = special | json | (control - stops) | set(range(size, vocab))
+            self._banned = torch.tensor(sorted(banned), dtype=torch.long)
         return self._stops, self._banned
 
 

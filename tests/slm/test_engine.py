@@ -130,6 +130,18 @@ def test_sampled_impressions_can_outvote_the_greedy_one(folder, engine):
     assert engine.impression(REPORTS) != greedy.impression(REPORTS)
 
 
+def test_impressions_never_hold_a_control_character(engine):
+    """Sampling can reach a byte token for NUL, which PostgreSQL refuses to store (the report job failed on
+    it): control characters are banned like the JSON of the other tasks; a newline still ends the text."""
+    stops, banned = engine._stop_tokens()
+    for character in ("\x00", "\x07", "\t"):
+        ids = encode_piece(engine.tokenizer, character)
+        assert len(ids) == 1 and ids[0] in banned.tolist(), character
+    assert encode_piece(engine.tokenizer, "\n")[0] in stops.tolist()
+    for text in engine.impression(REPORTS * 3):
+        assert text.isprintable(), repr(text)
+
+
 def cut_at_a_repeat(ids, ends):
     """What the engine keeps of a greedy sequence: up to a repeated sentence or run of tokens."""
     for n in range(1, len(ids) + 1):
