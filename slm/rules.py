@@ -152,10 +152,10 @@ RULES = (
          word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
          "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
     Rule("T2*", "Other", "strong",
-         word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|fl2d|gradient ?echo)"
+         word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|eg|fl2d|gradient ?echo|echo ?gradient)"
               r"|t2 ?(?:etoile|stern|estrella)"
               r"|eco ?de ?gradiente|echo ?de ?gradient"),
-         "T2* gradient echo (T2*, hemo, Siemens MEDIC, GE MERGE, a T2 GRE / FFE): Other unless SWI"),
+         "T2* gradient echo (T2*, hemo, Siemens MEDIC, GE MERGE, a T2 GRE / FFE, French T2 EG): Other unless SWI"),
     Rule("T2*", "Other", "weak",
          word(r"gre|ffe|fl2d|fe|gradient ?echo|flash|de2d"),
          "a gradient echo with no contrast named is usually T2* for hemorrhage"),
@@ -304,7 +304,7 @@ class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
     version = "rules-5"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
-    # 5: SWI phase / magnitude images alone are Other, unsure (issue 14)
+    # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2* (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

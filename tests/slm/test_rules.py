@@ -132,6 +132,8 @@ CASES = {
         ("Übersicht", "Other"),
         ("Coefficient de diffusion apparent", "ADC"),
         ("T2 étoile axial", "Other"),
+        ("AX T2 EG", "Other"),  # French T2 (écho de) gradient: a T2* gradient echo
+        ("T2 ECHO GRADIENT", "Other"),
         ("Repérage", "Other"),
         ("Difusión axial", "DWI"),
         ("T1 axial con contraste", "T1"),
