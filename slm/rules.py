@@ -144,10 +144,11 @@ RULES = (
          + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数",
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
     Rule("DWI", "DWI", "strong",
-         word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
+         word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|d[iy]f+uz\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
               r"|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
          + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散",
-         "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE"),
+         "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE;"
+         " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió"),
     Rule("SWI", "SWI", "strong",
          word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
          "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
@@ -304,7 +305,7 @@ class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
     version = "rules-5"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
-    # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2* (issue 14)
+    # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -139,6 +139,9 @@ CASES = {
         ("T1 axial con contraste", "T1"),
         ("T2 axial de alta resolución", "T2"),
         ("Diffusie transversaal", "DWI"),
+        ("DİFÜZYON aksiyel", "DWI"),  # Turkish
+        ("Dyfuzja osiowa", "DWI"),  # Polish
+        ("Diffúzió", "DWI"),  # Hungarian
         ("Mappa ADC", "ADC"),
         ("造影T1強調像 横断", "T1"),
         ("拡散強調像", "DWI"),
