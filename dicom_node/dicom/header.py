@@ -183,8 +183,8 @@ class _Header:
             return None
         if isinstance(value, (list, tuple, MultiValue)):
             value = "\\".join(str(part) for part in value)
-        text = str(value)
-        return text if text.strip("\0 ") else None
+        text = str(value).replace("\0", "")  # NUL pads a UID's end; inside a text value no database keeps it
+        return text if text.strip() else None
 
     def integer(self, keyword: str) -> int | None:
         try:

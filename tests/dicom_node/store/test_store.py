@@ -71,6 +71,17 @@ def test_from_dataset_decodes_iso_2022_and_drops_a_bad_number():
     assert rec.series_number is None
 
 
+def test_a_nul_inside_a_text_value_is_dropped_so_the_instance_is_kept(store):
+    """PostgreSQL text cannot hold NUL: a scanner writing one inside a value had its instance refused."""
+    ds = mr_dataset(description="T2\0 AX\0")
+    ds.Manufacturer = "SIE\0MENS"
+    rec = InstanceRecord.from_dataset(ds, ExplicitVRLittleEndian)
+    assert (rec.series_description, rec.manufacturer) == ("T2 AX", "SIEMENS")
+    assert store.record_instance(rec) is True
+    assert count_instances(store) == 1 and count_queued(store) == 1
+    assert InstanceRecord.from_dataset(mr_dataset(description="\0\0 "), ExplicitVRLittleEndian).series_description is None
+
+
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 def test_from_dataset_needs_the_three_uids(keyword):
     ds = mr_dataset()
