@@ -78,7 +78,7 @@ class Sections:
         self.parts: dict[str, list[str]] = {name: [] for name in REPORT_SECTIONS}
 
     def add(self, section: str | None, text: str | None) -> None:
-        text = (text or "").strip()
+        text = (text or "").replace("\0", "").strip()  # no database keeps a NUL (PostgreSQL refuses it)
         if text:
             self.parts[section or "findings"].append(text)
 

@@ -208,6 +208,14 @@ def test_text_report_linked_by_its_own_lines_or_by_the_caller(store, tmp_path):
     assert [(row.findings, row.impression) for row in linked] == [("Lungs clear.", "Normal.")]
 
 
+def test_a_nul_in_a_reports_text_is_dropped_so_the_report_is_kept(store, tmp_path):
+    """PostgreSQL text cannot hold NUL; a report carrying one was refused there."""
+    report = tmp_path / "nul.txt"
+    report.write_text("Findings: Lungs\0 clear.\nImpression: Normal.\0\n")
+    assert counts(import_reports(store, [report], accession="ACC0000"))[:2] == (1, 0)
+    assert [(row.findings, row.impression) for row in stored(store).values()] == [("Lungs clear.", "Normal.")]
+
+
 def test_cli_imports_a_folder_reports_refusals_on_stderr_and_exits_1(tmp_path):
     folder = tmp_path / "reports"
     folder.mkdir()
