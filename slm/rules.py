@@ -96,9 +96,11 @@ RULES = (
          " Canon Locator, French repérage, German Übersicht, Japanese 位置決め"),
     Rule("reformat", "Other", "decisive",
          word(r"(?<!^ t1 )mpr ?(?:sag|cor|tra|ax|range|thick)\w*|(?:sag|cor|tra|ax)\w* mpr|mprs"
-              r"|m ?(?:in ?)?ips?|max ?ip|reformat\w*|recon|curved|volume ?rendering|vr"),
+              r"|m ?(?:in ?)?ips?|max ?ip|reformat\w*|re?fmt|recon|curved|volume ?rendering|vr"
+              r"|mpr(?=.* (?:t2|flair)(?![a-z\d]))|(?:t2|flair) .*mpr"),
          "reformats made on the console or PACS: Siemens _MPR_Cor / MPR Range, mIP_Images(SW), GE Reformatted,"
-         " MIP, RECON (MPR beside no orientation, or opening Siemens t1_mpr_sag, is an MPRAGE acquisition)"),
+         " MIP, RECON, REFMT (MPR beside no orientation, or opening Siemens t1_mpr_sag, is an MPRAGE acquisition,"
+         " unless a T2 or FLAIR is named: MPRAGE is a T1)"),
     Rule("perfusion", "Other", "decisive",
          word(r"perf\w*|asl|pcasl|pasl|casl|dsc|dce|pwi|cbf|cbv|rcbv|rcbf|relcbf|relcbv|mtt|ttp|tmax"
               r"|cerebral ?blood ?(?:flow|volume)")
@@ -305,7 +307,8 @@ class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
     version = "rules-5"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
-    # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja (issue 14)
+    # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja;
+    # REFMT and an MPR of a T2 or FLAIR are reformats (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -32,6 +32,8 @@ CASES = {
         ("ep2d_diff_3scan_trace_b0_b1000", "DWI"),  # b0 named beside the diffusion weighting
         ("t2_swi_tra_p2_2mm", "SWI"),
         ("mIP_Images(SW)", "Other"),
+        ("MPR T2 FLAIR COR", "Other"),  # MPR beside a T2 or FLAIR is a reformat: MPRAGE is a T1
+        ("3D T1 AX REFMT", "Other"),
         ("t2_fl2d_tra_hemo", "Other"),
         ("Accelerated Sagittal MPRAGE_MPR_Cor", "Other"),
         ("AAHead_Scout_32ch-head-coil", "Other"),
