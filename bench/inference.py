@@ -5,12 +5,13 @@
 
 The engine scores the allowed answers with shared key-value caches (harmonize, label) and writes
 impressions greedily, or as the consensus of the greedy one and sampled ones (slm/consensus.py, the
-default; timed in its own row against the study's impressions/s); the study's decoding is HF generate with 5 beams and sampling, then the
-parsers, bounded by the longest valid answer. Rows: the embedded model on the CPU (a fresh model of
-the embedded size when slm/default_model/ has not been built), and an OPT-350m-shaped model with
-random weights on the GPU when CUDA is available. Inputs: real series descriptions and Open-i dev
-reports from ../shared/data. A note gives the batched harmonization rate again with --known site
-corrections (generated descriptions) for a model that reads labeled neighbours (slm/neighbours.py).
+default; timed in its own row against the study's impressions/s); the study's decoding is HF generate
+with 5 beams and sampling, then the parsers, bounded by the longest valid answer. Rows: the embedded
+model on the CPU (a fresh model of the embedded size when slm/default_model/ has not been built), and
+an OPT-350m-shaped model with random weights on the GPU when CUDA is available. Inputs: real series
+descriptions and Open-i dev reports from ../shared/data. A note gives the batched harmonization rate
+again with --known site corrections (generated descriptions) for a model that reads labeled
+neighbours (slm/neighbours.py).
 """
 
 from __future__ import annotations

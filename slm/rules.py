@@ -146,8 +146,8 @@ RULES = (
          + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数",
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
     Rule("DWI", "DWI", "strong",
-         word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|d[iy]f+uz\w*|trace ?w?|isotropic|dti\w*|hardi|mddw|resolve"
-              r"|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
+         word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|d[iy]f+uz\w*|trace ?w?|isotropic|dti\w*|hardi"
+              r"|mddw|resolve|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
          + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散",
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE;"
          " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió"),
