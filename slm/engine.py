@@ -10,9 +10,7 @@ once per engine and only the input and what follows it run per batch.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import json
 import logging
 import unicodedata
@@ -22,10 +20,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from slm.consensus import SAMPLES as IMPRESSION_SAMPLES, TEMPERATURE as SAMPLE_TEMPERATURE, most_agreed
+from slm.batch import Batch
+from slm.consensus import SAMPLES as IMPRESSION_SAMPLES, TEMPERATURE as SAMPLE_TEMPERATURE, TOP_TOKENS, most_agreed
 from slm.harmonizer import Prediction
 from slm.hints import hints_for, reads_hints, rule_answers, sure_rules_stand
 from slm.neighbours import Neighbours
@@ -54,6 +53,10 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = Path(__file__).parent / "default_model"
 BUILD_EMBEDDED = "python -m training.train embedded"
+# A consensus step feeds one token per sequence where a prompt pass feeds hundreds, so its batches
+# hold this many times batch_size sequences: the per-step overhead is shared by several reports
+# (dev, embedded model, 2 cores: 8.8 impressions/s with one report a batch, 13.8 with eight).
+CONSENSUS_WIDTH = 8
 
 
 class ModelUnavailable(Exception):
@@ -159,63 +162,7 @@ def pick_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
     return device, torch.float32
 
 
-# The batch being decoded
-
-
-@functools.cache
-def cache_argument(model_class: type) -> str:
-    """The KV cache's name in the model's forward: `cache` in newer transformers, where the older
-    `past_key_values` still works but warns at every call (and is to go), else `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
-
-
-class _Batch:
-    """Key-value cache and attention mask of a batch of sequences that grow together.
-
-    Rows may receive different numbers of tokens in one step; the shorter ones are padded with
-    masked tokens, and position ids count real tokens only, so every row reads as if unpadded.
-    """
-
-    def __init__(self, model, kv, mask: torch.Tensor, pad_id: int):
-        self.model, self.kv, self.mask, self.pad_id = model, kv, mask, pad_id
-
-    def extend(self, rows: Sequence[Sequence[int]], pad_left: bool = True, all_logits: bool = False) -> torch.Tensor:
-        """Feed one step of tokens per row; log-probs after the last token ([B, V]), or after every one ([B, T, V])."""
-        width = max(len(row) for row in rows)
-        device = self.mask.device
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        new_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            span = slice(width - len(row), width) if pad_left else slice(0, len(row))
-            ids[i, span] = torch.tensor(row, dtype=torch.long)
-            new_mask[i, span] = 1
-        ids, new_mask = ids.to(device), new_mask.to(device)
-        positions = (self.mask.sum(1, keepdim=True) + new_mask.cumsum(1) - 1).clamp(min=0)
-        self.mask = torch.cat([self.mask, new_mask], dim=1)
-        cache = cache_argument(type(self.model))
-        out = self.model(
-            input_ids=ids,
-            attention_mask=self.mask,
-            position_ids=positions,
-            **{cache: DynamicCache(self.kv) if self.kv else None},
-            use_cache=True,
-            logits_to_keep=0 if all_logits else 1,
-        )
-        self.kv = [(layer.keys, layer.values) for layer in getattr(out, cache).layers]
-        logprobs = out.logits.float().log_softmax(-1)
-        return logprobs if all_logits else logprobs[:, -1]
-
-    def rows(self, keep: torch.Tensor) -> _Batch:
-        """A batch of the rows `keep` (indices) only: rows that are done stop costing compute."""
-        keep = keep.to(self.mask.device)
-        return _Batch(self.model, [(k[keep], v[keep]) for k, v in self.kv], self.mask[keep], self.pad_id)
-
-    def repeated(self, times: int) -> _Batch:
-        """Each row `times` times in a row, leaving this batch as it is (extending never writes into a cache)."""
-        if times == 1:
-            return _Batch(self.model, self.kv, self.mask, self.pad_id)
-        kv = [(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.kv]
-        return _Batch(self.model, kv, self.mask.repeat_interleave(times, 0), self.pad_id)
+# Answers the model may give
 
 
 @dataclass(frozen=True)
@@ -266,7 +213,7 @@ class Engine:
         self.impression_samples = impression_samples  # 0: greedy decoding alone
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._prefixes: dict[str, tuple[list[int], list]] = {}
+        self._prefixes: dict[str, tuple[list[int], Batch]] = {}
 
         harmonize_closing = harmonize_pieces("")[2]
         self.harmonize_choice = _Choice.of(tokenizer, SERIES_LABELS, harmonize_closing)
@@ -314,7 +261,7 @@ class Engine:
         greedy one, or with impression_samples, the consensus of it and that many sampled ones."""
         if not self.impression_samples:
             return self._batched(texts, self._impression_rows, self._greedy)
-        reports_per_batch = max(1, self.batch_size // (self.impression_samples + 1))
+        reports_per_batch = max(1, self.batch_size * CONSENSUS_WIDTH // (self.impression_samples + 1))
         return self._batched(texts, self._impression_rows, self._consensus, reports_per_batch)
 
     def impression_text(self, ids: Sequence[int]) -> str:
@@ -373,27 +320,24 @@ class Engine:
 
     # Decoding
 
-    def _start(self, task: Task, rows: list[list[int]]) -> tuple[_Batch, torch.Tensor]:
+    def _start(self, task: Task, rows: list[list[int]]) -> tuple[Batch, torch.Tensor]:
         """A batch after its prompts, reusing the cached instruction part; log-probs of the next token."""
-        prefix_ids, prefix_kv = self._prefix(task)
+        prefix_ids, prefix = self._prefix(task)
         shared = min(min(_common_length(row, prefix_ids), len(row) - 1) for row in rows)
-        kv = [(k[:, :, :shared].expand(len(rows), -1, -1, -1), v[:, :, :shared].expand(len(rows), -1, -1, -1))
-              for k, v in prefix_kv] if shared else []
-        batch = _Batch(self.model, kv, torch.ones((len(rows), shared), dtype=torch.long, device=self.device),
-                       self.pad_id)
+        batch = prefix.head(shared, len(rows))
         return batch, batch.extend([row[shared:] for row in rows])
 
-    def _prefix(self, task: Task) -> tuple[list[int], list]:
+    def _prefix(self, task: Task) -> tuple[list[int], Batch]:
         """Ids and cache of the part of the prompt every input of `task` shares."""
         if task.name not in self._prefixes:
             a, b = encode_prompt(self.tokenizer, task, "a"), encode_prompt(self.tokenizer, task, "b")
             ids = a[: _common_length(a, b)]
-            batch = _Batch(self.model, [], torch.zeros((1, 0), dtype=torch.long, device=self.device), self.pad_id)
+            batch = Batch(self.model, [], torch.zeros((1, 0), dtype=torch.long, device=self.device), self.pad_id)
             batch.extend([ids])
-            self._prefixes[task.name] = (ids, batch.kv)
+            self._prefixes[task.name] = (ids, batch)
         return self._prefixes[task.name]
 
-    def _scores(self, batch: _Batch, first: torch.Tensor, choice: _Choice) -> torch.Tensor:
+    def _scores(self, batch: Batch, first: torch.Tensor, choice: _Choice) -> torch.Tensor:
         """Sum of log-probs of each answer's tokens, [B, options]; `first` is the next-token log-probs."""
         scores = first[:, [option[0] for option in choice.ids]]
         if not choice.feeds:
@@ -443,52 +387,59 @@ class Engine:
         batch, logprobs = self._start(IMPRESSION, rows)
         batch, logprobs = batch.repeated(copies), logprobs.repeat_interleave(copies, 0)
         generators = [torch.Generator().manual_seed(zlib.crc32(str(row).encode())) for row in rows]
-        sampled = (torch.arange(len(rows) * copies) % copies != 0).float()[:, None]  # copy 0 of each is greedy
+        sampled = torch.arange(len(rows) * copies) % copies != 0  # copy 0 of each report is the greedy one
 
         def pick(scores: torch.Tensor, writing: torch.Tensor) -> torch.Tensor:
-            """Gumbel-max: argmax(scores / T + Gumbel noise) is a draw from softmax(scores / T). Each
-            report's generator draws for all its copies at every step, finished or not, so its draws
-            never depend on what else is in the batch."""
-            uniform = torch.cat([torch.rand(copies, scores.shape[-1], generator=g) for g in generators])[writing]
-            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1 - 1e-7))) * sampled[writing]
-            scale = 1 + (1 / SAMPLE_TEMPERATURE - 1) * sampled[writing]
-            return (scores * scale.to(scores.device) + gumbel.to(scores.device)).argmax(-1)
+            """Gumbel-max among the TOP_TOKENS likeliest tokens: argmax(scores / T + Gumbel noise) is a
+            draw from softmax(scores / T) (noise for every token of the vocabulary cost a fifth of the
+            decoding time). Each report's generator draws for all its copies at every step, finished or
+            not, so its draws never depend on what else is in the batch."""
+            top, tokens = scores.topk(min(TOP_TOKENS, scores.shape[-1]), dim=-1)
+            uniform = torch.cat([torch.rand(copies, top.shape[-1], generator=g) for g in generators])[writing]
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1 - 1e-7))).to(scores.device)
+            drawn = tokens.gather(-1, (top / SAMPLE_TEMPERATURE + gumbel).argmax(-1, keepdim=True))[:, 0]
+            return torch.where(sampled[writing].to(scores.device), drawn, scores.argmax(-1))
 
         written = self._write(batch, logprobs, pick)
         groups = [written[i * copies:(i + 1) * copies] for i in range(len(rows))]
         return [group[most_agreed([self.impression_text(ids) for ids in group])] for group in groups]
 
-    def _write(self, batch: _Batch, logprobs: torch.Tensor,
+    def _write(self, batch: Batch, logprobs: torch.Tensor,
                pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[list[int]]:
         """Decoding with pick(log-probs, indices of the rows still writing) -> their next tokens. A row
         stops at a stop token, or before a sentence or a run of LOOP_NGRAM tokens that repeats an
-        earlier one (a small model can loop on "Recommend follow-up." until the budget ends), and then
-        leaves the batch."""
+        earlier one (a small model can loop on "Recommend follow-up." until the budget ends). Rows
+        that stopped leave the batch once they are a quarter of it (each leaving copies the cache)."""
         stops, banned = self._stop_tokens()
         stop_ids = set(stops.tolist())
         ends = self._sentence_ends()
         budget = max(1, min(self.impression_max_tokens, self.max_positions - batch.mask.shape[1]))
         generated: list[list[int]] = [[] for _ in range(len(logprobs))]
-        writing = torch.arange(len(generated))
+        writes = torch.arange(len(generated))  # the impression each row of the batch writes
+        alive = list(range(len(generated)))  # the rows of the batch still writing
         for step in range(budget):
+            logprobs = logprobs[alive]
             logprobs[:, banned] = float("-inf")
             if step == 0:  # an impression is never empty
                 logprobs[:, stops] = float("-inf")
-            tokens = pick(logprobs, writing).cpu().tolist()
-            going = []
-            for j, (i, token) in enumerate(zip(writing.tolist(), tokens)):
+            tokens = pick(logprobs, writes[alive]).cpu().tolist()
+            going, feed = [], [[] for _ in writes]
+            for row, token in zip(alive, tokens):
+                i = int(writes[row])
                 generated[i].append(token)
                 keep = repeated_sentence(generated[i], ends) if token in ends else repeated_words(generated[i])
                 if keep is not None:
                     del generated[i][keep:]
                 elif token not in stop_ids:
-                    going.append(j)
+                    going.append(row)
+                    feed[row] = [token]
             if not going or step + 1 == budget:
                 break
-            if len(going) < len(tokens):
+            if len(going) <= 0.75 * len(writes):
                 kept = torch.tensor(going)
-                batch, writing, tokens = batch.rows(kept), writing[kept], [tokens[j] for j in going]
-            logprobs = batch.extend([[token] for token in tokens])
+                batch, writes, feed = batch.rows(kept), writes[kept], [feed[row] for row in going]
+                going = list(range(len(going)))
+            logprobs, alive = batch.extend(feed), going
         return [ids[:-1] if ids[-1] in stop_ids else ids for ids in generated]
 
     def _sentence_ends(self) -> frozenset[int]:
