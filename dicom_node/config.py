@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import make_url
 
 from slm.consensus import SAMPLES as IMPRESSION_SAMPLES
-from slm.tasks import SERIES_LABELS
+from slm.tasks import IMPRESSION_MAX_TOKENS, SERIES_LABELS
 from training.gate import GATE_FIGURES
 
 CONFIG_ENV = "SLMNODE_CONFIG"
@@ -72,7 +72,7 @@ class ModelSettings(_Section):
     adapter: str | None = None
     device: str = "auto"
     batch_size: int = Field(32, ge=1)
-    impression_max_tokens: int = Field(128, ge=1)
+    impression_max_tokens: int = Field(IMPRESSION_MAX_TOKENS, ge=1)
     impression_samples: int = Field(IMPRESSION_SAMPLES, ge=0)  # 0: the greedy impression alone
 
 

@@ -31,6 +31,7 @@ from slm.neighbours import Neighbours
 from slm.tasks import (
     HARMONIZE,
     IMPRESSION,
+    IMPRESSION_MAX_TOKENS,
     IMPRESSION_PREFIX,
     LABEL,
     LABEL_KEYS,
@@ -71,7 +72,7 @@ def load_engine(
     adapter: str | None = None,
     device: str = "auto",
     batch_size: int = 32,
-    impression_max_tokens: int = 128,
+    impression_max_tokens: int = IMPRESSION_MAX_TOKENS,
     impression_samples: int = IMPRESSION_SAMPLES,
 ) -> Engine:
     """An engine for a hub id or model folder, plus an optional LoRA adapter folder merged into it.
@@ -199,7 +200,7 @@ class Engine:
     """A loaded model answering the three tasks; an Engine is also a Harmonizer."""
 
     def __init__(self, model, tokenizer, name: str, device: str = "auto", batch_size: int = 32,
-                 impression_max_tokens: int = 128, impression_samples: int = IMPRESSION_SAMPLES,
+                 impression_max_tokens: int = IMPRESSION_MAX_TOKENS, impression_samples: int = IMPRESSION_SAMPLES,
                  rule_hints: bool = False, neighbours: bool = False):
         model = model.float().eval()
         self.rule_hints = rule_hints  # the model was trained reading the rules' answer (slm/hints.py)

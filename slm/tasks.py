@@ -33,6 +33,7 @@ LABEL_KEYS = FINDINGS + (NO_FINDING,)
 YES_NO = ("Yes", "No")
 REPORT_SECTIONS = ("indication", "comparison", "findings", "impression")
 IMPRESSION_PREFIX = "IMPRESSION:"
+IMPRESSION_MAX_TOKENS = 128  # the default bound on a written impression: 3 of 2,674 Open-i train impressions are longer
 
 PROMPT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n{hint}### Response:\n"
 HINT = "### Rules:\n{hint}\n\n"  # the rules' reading, for models trained with it (slm/hints.py)

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 import click
 
-from slm.tasks import NO_FINDING
+from slm.tasks import IMPRESSION_MAX_TOKENS, NO_FINDING
 
 COLUMNS = (
     ("labeling macro-F1 (14)", "macro_f1"),
@@ -48,7 +48,8 @@ def summary(figures: dict) -> dict:
     return row
 
 
-def evaluate_folder(folder: Path, limit: int | None, title: str, impression_max_tokens: int = 128) -> dict:
+def evaluate_folder(folder: Path, limit: int | None, title: str,
+                    impression_max_tokens: int = IMPRESSION_MAX_TOKENS) -> dict:
     """Dev figures of one trained model folder; its full report is written to folder/evaluation."""
     from slm.engine import load_engine
     from training.evaluate import evaluate, evaluation_data, write_report
@@ -107,7 +108,8 @@ COMMON_OPTIONS = (
     click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Where the variants' model folders and the table go (default runs/ablations/<command>)."),
     click.option("--limit", type=int, default=None, help="Evaluate on the first N dev examples of each task only."),
-    click.option("--impression-max-tokens", default=128, show_default=True, help="Bound on a generated impression."),
+    click.option("--impression-max-tokens", default=IMPRESSION_MAX_TOKENS, show_default=True,
+                 help="Bound on a generated impression."),
 )
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from slm.consensus import SAMPLES as IMPRESSION_SAMPLES
 from slm.neighbours import Neighbours
-from slm.tasks import LABEL_KEYS, SERIES_LABELS
+from slm.tasks import IMPRESSION_MAX_TOKENS, LABEL_KEYS, SERIES_LABELS
 from training import metrics
 from slm.report_rules import RuleLabeler
 from training.baselines import MostFrequentImpression, NearestImpression
@@ -412,7 +412,8 @@ def model_folder_of(path: str, adapter: str | None) -> Path | None:
               help="Output folder (default docs/evaluation/<split>).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--impression-max-tokens", default=128, show_default=True, help="Bound on a generated impression.")
+@click.option("--impression-max-tokens", default=IMPRESSION_MAX_TOKENS, show_default=True,
+              help="Bound on a generated impression.")
 @click.option("--impression-samples", default=IMPRESSION_SAMPLES, show_default=True,
               help="Impressions sampled besides the greedy one, the consensus written (0: greedy alone).")
 @click.option("--limit", type=int, default=None, help="Only the first N examples of each task (a quick look).")
