@@ -16,7 +16,7 @@ skipped, since a correction of any spelling already wins outright in the store.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -40,6 +40,24 @@ def grams(description: str) -> set[str]:
     return {text[i: i + 3] for i in range(len(text) - 2)}
 
 
+def count_matrix(bags: Sequence[Mapping[str, float]], vocabulary: dict[str, int],
+                 grow: bool = False) -> sparse.csr_matrix:
+    """One row per bag of features, each feature's count in its column of `vocabulary`; a feature not in
+    it gets a new column when `grow`, else is left out."""
+    rows, cols, values = [], [], []
+    for row, bag in enumerate(bags):
+        for feature, count in bag.items():
+            column = vocabulary.get(feature)
+            if column is None and grow:
+                column = vocabulary[feature] = len(vocabulary)
+            if column is not None:
+                rows.append(row)
+                cols.append(column)
+                values.append(count)
+    shape = (len(bags), max(1, len(vocabulary)))
+    return sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=shape)
+
+
 class Neighbours:
     """Known (description, label) pairs and, for a new description, the nearest one's label and similarity."""
 
@@ -57,20 +75,9 @@ class Neighbours:
     def _encode(self, texts: Sequence[str], grow: bool = False) -> tuple[sparse.csr_matrix, np.ndarray]:
         """The texts' trigrams as a 0/1 matrix over the known vocabulary (grown when `grow`), and how many
         trigrams each text has, known or not (what the Jaccard index divides by)."""
-        rows, cols, sizes = [], [], []
-        for i, text in enumerate(texts):
-            found = grams(text)
-            sizes.append(len(found))
-            for gram in found:
-                column = self._vocabulary.get(gram)
-                if column is None and grow:
-                    column = self._vocabulary[gram] = len(self._vocabulary)
-                if column is not None:
-                    rows.append(i)
-                    cols.append(column)
-        shape = (len(texts), max(1, len(self._vocabulary)))
-        matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
-        return matrix, np.asarray(sizes, dtype=np.float32)
+        found = [grams(text) for text in texts]
+        matrix = count_matrix([dict.fromkeys(trigrams, 1) for trigrams in found], self._vocabulary, grow)
+        return matrix, np.asarray([len(trigrams) for trigrams in found], dtype=np.float32)
 
     def nearest(self, texts: Sequence[str]) -> list[tuple[str, float] | None]:
         """For each text, (label, similarity) of the most similar known description that is not a

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from scipy import sparse
 
+from slm.neighbours import count_matrix
+
 
 def _impression_key(text: str) -> str:
     return " ".join(text.split()).lower().rstrip(".")
@@ -66,16 +68,8 @@ class NearestImpression:
         return [self.impressions[int(i)] for i in similarity.argmax(axis=1)]
 
     def _counts(self, texts: Sequence[str], grow: bool = False) -> sparse.csr_matrix:
-        rows, cols, values = [], [], []
-        for row, text in enumerate(texts):
-            for word, n in Counter(re.findall(r"[a-z]+", text.lower())).items():
-                column = self._vocabulary.setdefault(word, len(self._vocabulary)) if grow else self._vocabulary.get(word)
-                if column is not None:
-                    rows.append(row)
-                    cols.append(column)
-                    values.append(n)
-        shape = (len(texts), max(1, len(self._vocabulary)))
-        return sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=shape)
+        words = [Counter(re.findall(r"[a-z]+", text.lower())) for text in texts]
+        return count_matrix(words, self._vocabulary, grow)
 
     def _weighted(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
         """(1 + log count) x idf, each row scaled to unit length."""
