@@ -152,19 +152,20 @@ RULES = (
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE;"
          " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió"),
     Rule("SWI", "SWI", "strong",
-         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*") + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
-         "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD"),
+         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*|suscett?ib\w*")
+         + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
+         "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD; Italian suscettibilità"),
     Rule("T2*", "Other", "strong",
          word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|eg|fl2d|gradient ?echo|echo ?gradient)"
               r"|t2 ?(?:etoile|stern|estrella)"
-              r"|eco ?de ?gradiente|echo ?de ?gradient"),
+              r"|eco ?(?:de|di)? ?gradiente|echo ?de ?gradient"),
          "T2* gradient echo (T2*, hemo, Siemens MEDIC, GE MERGE, a T2 GRE / FFE, French T2 EG): Other unless SWI"),
     Rule("T2*", "Other", "weak",
          word(r"gre|ffe|fl2d|fe|gradient ?echo|flash|de2d"),
          "a gradient echo with no contrast named is usually T2* for hemorrhage"),
     Rule("FLAIR", "FLAIR", "strong",
-         word(r"\w*flair\w*|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
-         "FLAIR: FLAIR, Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
+         word(r"\w*flair\w*|flr|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
+         "FLAIR: FLAIR (FLR), Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
     Rule("T1", "T1", "strong",
          contrast("t ?1") + "|t1w|"
          + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|\w*thrive|3d ?(?:ffe|fe|gre)"),
@@ -306,9 +307,10 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-5"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
+    version = "rules-6"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
     # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja;
-    # REFMT and an MPR of a T2 or FLAIR are reformats (issue 14)
+    # REFMT and an MPR of a T2 or FLAIR are reformats; 6: FLR is FLAIR, Italian eco gradiente and
+    # suscettibilità (issue 14)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours
