@@ -26,7 +26,7 @@ from transformers.utils import logging as transformers_logging
 from slm.batch import Batch
 from slm.consensus import SAMPLES as IMPRESSION_SAMPLES, TEMPERATURE as SAMPLE_TEMPERATURE, TOP_TOKENS, most_agreed
 from slm.harmonizer import Prediction
-from slm.hints import hints_for, reads_hints, rule_answers, sure_rules_stand
+from slm.hints import hints_for, reads_hints, rule_answers, stated_findings_stand, sure_rules_stand
 from slm.neighbours import Neighbours
 from slm.tasks import (
     HARMONIZE,
@@ -249,8 +249,13 @@ class Engine:
 
     @torch.inference_mode()
     def label_with_scores(self, texts: Sequence[str]) -> list[tuple[dict[str, str], dict[str, float]]]:
-        """The 14 Yes/No labels and, per key, the model's probability of Yes at that point of the answer."""
-        reports = [(text, self._label_pieces(text)) for text in texts]  # the rule labeler once per report
+        """The 14 Yes/No labels and, per key, the model's probability of Yes at that point of the answer. A
+        model trained with rule hints answers Yes wherever the rule labeler reads a finding as stated
+        (slm.hints.stated_findings_stand)."""
+        reports = []
+        for text in texts:  # the rule labeler once per report
+            ruled = rule_answers(text) if self.rule_hints else None
+            reports.append((text, self._label_pieces(ruled), ruled))
         return self._batched(reports, self._label_rows, self._label_walk)
 
     def impression(self, texts: Sequence[str]) -> list[str]:
@@ -277,18 +282,18 @@ class Engine:
         return self._fit(text, lambda t: encode_prompt(self.tokenizer, HARMONIZE, t, hint)
                          + encode_piece(self.tokenizer, harmonize_pieces(t)[0]), reserve)
 
-    def _label_rows(self, report: tuple[str, list[list[int]]]) -> list[int]:
+    def _label_rows(self, report: tuple[str, list[list[int]], list[str] | None]) -> list[int]:
         """A report's prompt and its answer's first key; labeling prompts carry no hint (the keys do)."""
-        text, pieces = report
+        text, pieces, _ = report
         reserve = sum(len(p) for p in pieces[1:]) + sum(max(map(len, c.ids)) for c in self.label_choices)
         return self._fit(text, lambda t: encode_prompt(self.tokenizer, LABEL, t) + pieces[0], reserve)
 
-    def _label_pieces(self, text: str) -> list[list[int]]:
+    def _label_pieces(self, ruled: list[str] | None) -> list[list[int]]:
         """Token ids of the fixed pieces of a labeling answer: the same for every report, or for a model
         trained with rule hints, keys that carry the rule labeler's answers for this report."""
-        if not self.rule_hints:
+        if ruled is None:
             return self.label_pieces
-        return [encode_piece(self.tokenizer, piece) for piece in label_pieces(rule_answers(text))[0::2]]
+        return [encode_piece(self.tokenizer, piece) for piece in label_pieces(ruled)[0::2]]
 
     def _impression_rows(self, text: str) -> list[int]:
         hint = self._hint(IMPRESSION, text)
@@ -362,17 +367,18 @@ class Engine:
 
     def _label_walk(self, rows: list[list[int]], reports: Sequence[tuple]) -> list[tuple[dict[str, str], dict[str, float]]]:
         batch, logprobs = self._start(LABEL, rows)
-        pieces = [report_pieces for _, report_pieces in reports]
         labels: list[dict[str, str]] = [{} for _ in rows]
         yes: list[dict[str, float]] = [{} for _ in rows]
         for slot, (key, choice) in enumerate(zip(LABEL_KEYS, self.label_choices)):
             probs = self._scores(batch, logprobs, choice).softmax(-1).cpu()
-            for i, p in enumerate(probs):
+            for i, (p, (_, _, ruled)) in enumerate(zip(probs, reports)):
                 yes[i][key] = round(float(p[0]), 6)
-                labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else choice.options[int(p.argmax())]
+                answer = choice.options[int(p.argmax())]
+                labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else stated_findings_stand(
+                    answer, ruled[slot] if ruled else None)
             if slot + 1 < len(self.label_choices):
                 answers = [encode_piece(self.tokenizer, labels[i][key]) for i in range(len(rows))]
-                logprobs = batch.extend([answer + pieces[i][slot + 1] for i, answer in enumerate(answers)])
+                logprobs = batch.extend([answer + reports[i][1][slot + 1] for i, answer in enumerate(answers)])
         return list(zip(labels, yes))
 
     def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:

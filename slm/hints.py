@@ -71,6 +71,19 @@ def sure_rules_stand(texts: Sequence[str], predictions: list[Prediction], known:
     return answers
 
 
+def stated_findings_stand(answer: str, ruled: str | None) -> str:
+    """A hinted model's Yes/No for one finding, Yes wherever the rule labeler reads it (`ruled`) as stated.
+
+    Why: in 636 short reports, each an invented finding sentence beside a normal one that does not deny
+    it (`Tiny pneumothorax at the left apex. Heart size normal.`, tests/slm/test_invented_findings.py),
+    the shipped model said No 34 times to the finding the sentence states, which the rules read each
+    time; its one Yes against the rules' No was wrong too. On the 150 gold dev reports the two never
+    disagree, so no held-out figure moves. A short report, unlike Open-i's, can talk a small model out
+    of what it plainly says; "every finding answered Yes where the report says so" is what the rules
+    read. Where the rules read nothing, the model's Yes stands."""
+    return "Yes" if ruled == "Yes" else answer
+
+
 def _against_sure_rules(text: str, label: str) -> bool:
     """Do the rules read `text` surely (a plain hint) as something other than `label`?"""
     reading = decide(text)

@@ -117,8 +117,13 @@ def evaluate(engine, data: EvaluationData, harmonizer=None) -> tuple[dict, list[
     harmonizer = harmonizer or RuleHarmonizer()
     labeler = RuleLabeler()
     seconds: dict[str, float] = {}
-    notes = data.notes + (["Harmonization: the model as it answers, with the rules' answer where they are sure and it"
-                           " disagrees (slm.hints.sure_rules_stand)."] if getattr(engine, "rule_hints", False) else [])
+    hinted = getattr(engine, "rule_hints", False)
+    notes = data.notes + ([
+        "Harmonization: the model as it answers, with the rules' answer where they are sure and it disagrees"
+        " (slm.hints.sure_rules_stand).",
+        "Labeling: the model as it answers, Yes wherever the rule labeler reads a finding as stated"
+        " (slm.hints.stated_findings_stand).",
+    ] if hinted else [])
     samples = getattr(engine, "impression_samples", 0)
     notes += [f"Impressions: the consensus of the greedy one and {samples} sampled ones (slm/consensus.py)."
               if samples else "Impressions: greedy."]

@@ -38,15 +38,16 @@ def test_an_engine_asks_a_hinted_model_with_the_hint_and_others_without(tiny_mod
     assert "### Rules:\nFLAIR\n" in decode(hinted._harmonize_rows(("AX T2 FLAIR", None)))
     assert "### Rules:" not in decode(plain._harmonize_rows(("AX T2 FLAIR", None)))
     effusion = "FINDINGS: Small left pleural effusion."
-    pieces = hinted._label_pieces(effusion)
-    assert decode(hinted._label_rows((effusion, pieces))).endswith(
+    ruled = rule_answers(effusion)
+    pieces = hinted._label_pieces(ruled)
+    assert decode(hinted._label_rows((effusion, pieces, ruled))).endswith(
         '### Response:\n{"Enlarged Cardiomediastinum" (rules: No): "')
     assert pieces[9] == hinted.tokenizer('", "Pleural Effusion" (rules: Yes): "', add_special_tokens=False)["input_ids"]
     # Answers stay valid and the same shape either way; the hinted model's keep the rules' where they are sure.
     sure = ["AX T2 FLAIR", "t1_mprage_sag", "ep2d_diff_3scan_trace_p2_ADC", "AAHead_Scout"]
     assert [p.label for p in hinted.harmonize(sure)] == [p.label for p in RuleHarmonizer().harmonize(sure)]
     assert len(hinted.harmonize(["AX T2 FLAIR", "xyzzy"])) == 2
-    assert set(hinted.label(["FINDINGS: Small left pleural effusion."])[0]) == set(plain.label(["x"])[0])
+    assert set(hinted.label([effusion])[0]) == set(plain.label(["x"])[0])
 
 
 @pytest.mark.needs_data  # the tiny recipe's training data
