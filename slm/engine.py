@@ -367,18 +367,20 @@ class Engine:
 
     def _label_walk(self, rows: list[list[int]], reports: Sequence[tuple]) -> list[tuple[dict[str, str], dict[str, float]]]:
         batch, logprobs = self._start(LABEL, rows)
+        pieces = [report_pieces for _, report_pieces, _ in reports]
+        ruled = [ruling or [None] * len(LABEL_KEYS) for _, _, ruling in reports]  # None: the model answers alone
         labels: list[dict[str, str]] = [{} for _ in rows]
         yes: list[dict[str, float]] = [{} for _ in rows]
         for slot, (key, choice) in enumerate(zip(LABEL_KEYS, self.label_choices)):
             probs = self._scores(batch, logprobs, choice).softmax(-1).cpu()
-            for i, (p, (_, _, ruled)) in enumerate(zip(probs, reports)):
+            for i, p in enumerate(probs):
                 yes[i][key] = round(float(p[0]), 6)
                 answer = choice.options[int(p.argmax())]
-                labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else stated_findings_stand(
-                    answer, ruled[slot] if ruled else None)
+                stated = stated_findings_stand(answer, ruled[i][slot])
+                labels[i][key] = no_finding(labels[i]) if key == NO_FINDING else stated
             if slot + 1 < len(self.label_choices):
                 answers = [encode_piece(self.tokenizer, labels[i][key]) for i in range(len(rows))]
-                logprobs = batch.extend([answer + reports[i][1][slot + 1] for i, answer in enumerate(answers)])
+                logprobs = batch.extend([answer + pieces[i][slot + 1] for i, answer in enumerate(answers)])
         return list(zip(labels, yes))
 
     def _greedy(self, rows: list[list[int]], _texts: Sequence[str]) -> list[list[int]]:
