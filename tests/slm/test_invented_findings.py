@@ -37,7 +37,7 @@ def short_reports() -> list[tuple[str, set[str]]]:
 
 def test_the_rule_labeler_reads_each_sentence_as_labeled():
     texts = [report_text({"findings": sentence, "impression": ""}) for sentence, _ in ROWS]
-    assert len(ROWS) > 80 and set().union(*(findings for _, findings in ROWS)) == set(FINDINGS)
+    assert len(ROWS) > 300 and set().union(*(findings for _, findings in ROWS)) == set(FINDINGS)
     wrong = [(s, f, stated(labels)) for (s, f), labels in zip(ROWS, RuleLabeler().label(texts)) if stated(labels) != f]
     assert wrong == []
 
@@ -47,4 +47,4 @@ def test_the_shipped_model_answers_yes_to_every_finding_a_short_report_states():
     answers = load_engine("embedded", device="cpu").label([text for text, _ in reports])
     missed = [(text, sorted(findings - stated(labels))) for (text, findings), labels in zip(reports, answers)
               if not findings <= stated(labels)]
-    assert len(reports) > 500 and missed == []  # measured: 0 missed; 34 without stated_findings_stand
+    assert len(reports) > 2000 and missed == []  # measured: 0 of 2,266 missed; 110 without stated_findings_stand
