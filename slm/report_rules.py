@@ -236,7 +236,9 @@ RULES = (
         (r"atelecta\w*", r"collaps\w*"),
         not_this=(r"(?:vertebra\w*|body|bodies|spine|compression) collaps\w*", r"collaps\w* of (?:the )?\w* ?vertebra"),
     ),
-    Finding("Pneumothorax", (r"pneumothora\w*", r"\bptx\b", r"pleural (?:air|gas)\b", rf"air collection {W % 8}pleura")),
+    Finding(
+        "Pneumothorax", (r"pneumothora\w*", r"\bptx\b", r"pleural (?:air|gas)\b", rf"air collection {W % 8}pleura")
+    ),
     Finding(
         "Pleural Effusion",
         (
