@@ -32,10 +32,13 @@ NOT_NEGATIONS = (
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
     r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
-    r"rather than|instead of|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
+    r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
 )
 NEGATION_WINDOW = 16
-SCOPE_BREAKER = re.compile(r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:")
+SCOPE_BREAKER = re.compile(
+    r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:"
+    r"|, there (?:is|are)\b"  # a new clause: "without focal consolidation, there is mild atelectasis"
+)
 # A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
 POST_NEGATION = re.compile(
     r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*"
@@ -383,7 +386,8 @@ class RuleLabeler:
     """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
 
     version = "rule-labeler-5"  # 2, 3: phrasings from the train-report error analysis; 4: rubric cases (issue 14);
-    # 5: invented sentences (tests/data/invented_findings.tsv): headings answered "none", abbreviations, hila
+    # 5: invented sentences (tests/data/invented_findings.tsv): headings answered "none", abbreviations, hila,
+    # "neither", a new clause after a comma
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]
