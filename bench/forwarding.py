@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import pynetdicom
 
 from dicom_node.dicom.sender import send_files, wait_until_answering
 from dicom_node.jobs.routing import RoutingWorker
@@ -30,7 +27,7 @@ from dicom_node.node import Node
 from dicom_node.config import Settings
 from dicom_node.store import routes
 from dicom_node.store.database import Store
-from bench.ingest import run_bare_scp
+from bench.ingest import machine, publish, run_bare_scp
 from slm.rules import RuleHarmonizer
 
 
@@ -126,11 +123,9 @@ def main(argv=None) -> None:
         f"| routing worker (queue, claim, send, commit each `sent`) | {routed_rate:.0f} | "
         f"{routed_rate / direct_rate:.2f}x |\n\n"
         f"{args.instances} MR instances of {args.rows * args.rows * 2 // 1024} KiB, median of {args.rounds} rounds, "
-        f"Python {platform.python_version()}, pynetdicom {pynetdicom.__version__}, {os.cpu_count()} CPUs.\n"
+        f"{machine()}.\n"
     )
-    print(table, end="")
-    if args.output:
-        args.output.write_text(table, encoding="utf-8")
+    publish(table, args.output)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import platform
 import shutil
 import socket
 import statistics
@@ -27,9 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import pynetdicom
 
-from bench.ingest import PARALLEL, Receiver, make_data, measure
+from bench.ingest import PARALLEL, Receiver, machine, make_data, measure
 
 JUNK = b"GET / HTTP/1.1\r\nHost: node\r\n\r\n"
 STALLED_REQUEST = b"\x01\x00\x00\x00\x10\x00"  # an A-ASSOCIATE-RQ PDU header promising 4 KiB, then nothing
@@ -124,8 +121,7 @@ def main(argv=None) -> None:
     lines = [
         f"{args.instances} MR instances ({args.rows}x{args.rows}, 16 bits), 127.0.0.1, median of {args.rounds} "
         f"rounds; flood of {args.junk_rate:g} junk connections/s, up to {args.idle} held open (median "
-        f"{statistics.median(junk):.0f} per run); {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"pynetdicom {pynetdicom.__version__}. A run with any instance not stored counts as nan.",
+        f"{statistics.median(junk):.0f} per run); {machine()}. A run with any instance not stored counts as nan.",
         "",
         "| senders | quiet: instances/s | under flood: instances/s | flood / quiet |",
         "|---|---:|---:|---:|",

@@ -59,6 +59,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---- receivers ----------------------------------------------------------------------------------
 
 
+def machine() -> str:
+    """What every benchmark's table says it ran on."""
+    return f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, pynetdicom {pynetdicom.__version__}"
+
+
+def publish(table: str, output: Path | None) -> None:
+    """Print a benchmark's Markdown table, and write it to `output` when one is given."""
+    print(table, end="")
+    if output:
+        output.write_text(table, encoding="utf-8")
+
+
 def run_bare_scp(port: int) -> None:
     """The reference receiver: the node's AE, its TCP_NODELAY handler, and a handler that only says Success."""
     from pynetdicom import evt
@@ -293,8 +305,7 @@ def table(results: dict[str, dict[bool, list[float]]], receivers: list[Receiver]
     bare = {parallel: median(results[receivers[0].name][parallel]) for parallel in (False, True)}
     lines = [
         f"{args.instances} MR instances of {size / 1024:.0f} KiB (Explicit VR Little Endian), 127.0.0.1, "
-        f"median of {args.rounds} rounds; {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"pynetdicom {pynetdicom.__version__}.",
+        f"median of {args.rounds} rounds; {machine()}.",
         "",
         "| Receiver | 1 association: instances/s | vs bare | 8 associations: instances/s | vs bare |",
         "|---|---:|---:|---:|---:|",
