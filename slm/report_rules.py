@@ -28,6 +28,13 @@ NOT_NEGATIONS = (
     (r"\b(?:not|without) (?:[\w-]+ ){0,2}calcifi\w*", " noncalcified "),
     # seen but hard to read: "a thoracic XXXX deformity that is not well characterized"
     (r"\bnot (?:well|fully|completely)[- ](?:characteri[sz]ed|defined|delineated)", " possible "),
+    # a device whose tip lies out of view is there: "enteric tube, the tip not included on the image"
+    (r"\btips? (?:of (?:the |an? )?(?:[\w-]+ ){0,3}(?:tubes?|lines?|catheters?|picc) )?(?:(?:is|are|was) )?"
+     r"not (?:well |clearly |fully |definitely |entirely )?(?:seen|visuali[sz]ed|included|imaged|identified|shown|"
+     r"demonstrated|in view)", " tip out of view "),
+    # the edge of the film, not an absence: "the distal tip ... not included on the study"
+    (r"\bnot (?:entirely |fully |completely |well )?(?:included|imaged|in the field of view) (?:on|in) (?:the |this )?"
+     r"(?:study|image|film|exam\w*|radiograph|view)s?", " out of view "),
 )
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
@@ -385,9 +392,9 @@ def _sentences(report: str) -> list[str]:
 class RuleLabeler:
     """Negation-aware CheXpert-style labeler: same input and output as Engine.label."""
 
-    version = "rule-labeler-5"  # 2, 3: phrasings from the train-report error analysis; 4: rubric cases (issue 14);
+    version = "rule-labeler-6"  # 2, 3: phrasings from the train-report error analysis; 4: rubric cases (issue 14);
     # 5: invented sentences (tests/data/invented_findings.tsv): headings answered "none", abbreviations, hila,
-    # "neither", a new clause after a comma
+    # "neither", a new clause after a comma; 6: a tube's tip out of view, "not included on the image"
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]

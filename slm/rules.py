@@ -68,6 +68,11 @@ def glued_after(core: str) -> str:
     return f"(?<=[a-z])(?:{core})(?![a-z])"
 
 
+def cyrillic(core: str) -> str:
+    """Russian words and abbreviations (ДВИ, ИКД), as whole words: `word` knows Latin letters only."""
+    return f"|(?<![^\\W\\d_])(?:{core})(?![^\\W\\d_])"
+
+
 def contrast(name: str) -> str:
     """T1 / T2 as written: t1, T1W, T1-weighted, AxT1, 3DT1, t1mprage, not t10 or part1."""
     return f"{_LEFT}{name}(?!\\d)"
@@ -108,9 +113,10 @@ RULES = (
          "perfusion (DSC ep2d_perf, DCE, ASL/pCASL/PASL) and its maps (CBF, CBV, MTT, TTP)"),
     Rule("angiography", "Other", "decisive",
          word(r"tof|mra|mrv|angio\w*|pca|phase ?contrast|venogra\w*|inhance|twist|tricks?|time ?of ?flight"
-              r"|q?flow|cine")
+              r"|q?flow|cine|care ?bolus|bolus ?track\w*")
          + r"|血管",
-         "angiography and flow: TOF (tof_fl3d), phase-contrast, MRV, TWIST/TRICKS, CSF flow"),
+         "angiography and flow: TOF (tof_fl3d), phase-contrast, MRV, TWIST/TRICKS, CSF flow, bolus tracking"
+         " before a contrast MRA (Siemens CARE Bolus)"),
     Rule("spectroscopy", "Other", "decisive",
          word(r"e?spectro\w*|spectra|mrsi?|svs|csi|press|steam|probe|single ?voxel|multi ?voxel"),
          "spectroscopy: Siemens svs_se/csi_se, GE PROBE-P, PRESS/STEAM"),
@@ -141,20 +147,22 @@ RULES = (
          "screen captures (Siemens PosDisp), reports and subtraction images"),
     # --- The six contrasts and the near misses they are told from ------------------------------
     Rule("ADC", "ADC", "strong",
-         word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|diff\w* ?coef+\w*"
-              r"|coef+\w* ?d[ei] ?dif+us\w*")
-         + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数",
-         "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC"),
+         word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|dif+\w* ?k?c?o?ef+\w*"
+              r"|(?:c?k?oef+\w*|wsp\w*czynnik\w*) ?(?:d[ei] )?d[iy]f+u[sz]\w*")
+         + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数|확산 ?계수" + cyrillic("икд"),
+         "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC;"
+         " German Diffusionskoeffizient, Polish współczynnik dyfuzji, Czech koeficient difuze, Russian ИКД"),
     Rule("DWI", "DWI", "strong",
          word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|d[iy]f+uz\w*|trace ?w?|isotropic|dti\w*|hardi"
               r"|mddw|resolve|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
-         + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散",
+         + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散|확산" + cyrillic(r"дви|диффуз\w*"),
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE;"
-         " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió"),
+         " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió, Korean 확산, Russian ДВИ"),
     Rule("SWI", "SWI", "strong",
-         word(r"swi\w*|swan|ven ?bold|susceptib\w*|suszeptib\w*|suscett?ib\w*")
-         + "|" + glued_after("swi|swan|venbold") + r"|磁化率",
-         "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD; Italian suscettibilità"),
+         word(r"swi\w*|swan|ven ?bold|suscept\w*|suszeptib\w*|suscett?ib\w*")
+         + "|" + glued_after("swi|swan|venbold") + r"|磁化率|磁敏感|자화율" + cyrillic("сви"),
+         "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD; Italian suscettibilità,"
+         " Chinese 磁敏感, Korean 자화율, Russian СВИ"),
     Rule("T2*", "Other", "strong",
          word(r"t2 ?star\w*|star|ha?e?mo\w*|medic|merge|t2 ?w? ?(?:ffe|fe|gre|ge|eg|fl2d|gradient ?echo|echo ?gradient)"
               r"|t2 ?(?:etoile|stern|estrella)"
@@ -164,8 +172,8 @@ RULES = (
          word(r"gre|ffe|fl2d|fe|gradient ?echo|flash|de2d"),
          "a gradient echo with no contrast named is usually T2* for hemorrhage"),
     Rule("FLAIR", "FLAIR", "strong",
-         word(r"\w*flair\w*|flr|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
-         "FLAIR: FLAIR (FLR), Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
+         word(r"\w*flair\w*|flare|flr|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
+         "FLAIR: FLAIR (FLR, the slip FLARE), Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
     Rule("T1", "T1", "strong",
          contrast("t ?1") + "|t1w|"
          + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|\w*thrive|3d ?(?:ffe|fe|gre)"),
@@ -173,8 +181,9 @@ RULES = (
          " a 3D gradient echo"),
     Rule("T1", "T1", "weak",
          word(r"\w*tfe|tfl\w*|fl3d\w*|rssg|fe3d|se|ti|pre|post\w*|gad\w*|gd|contrast\w*|kontrast\w*|km|ce|mdc|inj\w*")
-         + r"|造影",
+         + r"|造影" + cyrillic(r"контраст\w*|ку"),
          "Philips TFE, Siemens tfl/fl3d, Hitachi RSSG, plain spin echo (SE), the typo TI, and pre/post-contrast"
+         " (Russian КУ, контраст)"
          " markers (a contrast series is T1)"),
     Rule("T2", "T2", "strong",
          contrast("t ?2") + r"|t2w",
@@ -223,9 +232,15 @@ class Decision:
 GLUE_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z]{2})|(?<=[A-Z]{3})(?=[Tt][12](?!\d))")
 
 
+# Cyrillic and Greek letters that look like Latin ones (lower case), typed on a Russian or Greek keyboard
+# inside a Latin name: "Т1" with a Cyrillic Т is a T1.
+LOOKALIKES = str.maketrans("авекмнорстухτ", "abekmhopctyxt")
+
+
 def normalize(description: str) -> str:
     """Lower-case words separated by single spaces, padded with one space at each end."""
     text = unicodedata.normalize("NFKC", description).casefold()
+    text = re.sub(r"\w+", lambda m: m[0].translate(LOOKALIKES) if re.search("[a-z0-9]", m[0]) else m[0], text)
     # Drop accents from Latin letters only: Japanese voicing marks are part of the letter.
     decomposed = unicodedata.normalize("NFKD", text)
     text = "".join(
@@ -307,10 +322,11 @@ def _reason(rules: Sequence[Rule]) -> str:
 class RuleHarmonizer:
     """Harmonizer over RULES; deterministic, no model, no data files."""
 
-    version = "rules-6"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
+    version = "rules-7"  # 2: glued words read; 3: a low-b image alone is Other; 4: typing slips;
     # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja;
     # REFMT and an MPR of a T2 or FLAIR are reformats; 6: FLR is FLAIR, Italian eco gradiente and
-    # suscettibilità (issue 14)
+    # suscettibilità (issue 14); 7: Russian, Korean and more Chinese names, Cyrillic look-alike letters,
+    # FLARE, bolus tracking
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours

@@ -21,4 +21,4 @@ def test_the_shipped_model_as_it_answers_reads_them_as_well():
     texts, labels = zip(*ROWS)
     answers = [p.label for p in load_engine("embedded", device="cpu").harmonize(texts)]
     wrong = [(t, g, a) for t, g, a in zip(texts, labels, answers) if a != g]
-    assert len(wrong) <= len(ROWS) // 100, wrong  # measured: none wrong (embedded-e0a2cbe08911, rules-4 to rules-6)
+    assert len(wrong) <= len(ROWS) // 100, wrong  # measured: none wrong (embedded-e0a2cbe08911, rules-4 to rules-7)

@@ -70,6 +70,10 @@ def yes(findings: str) -> set[str]:
         ("Mitral valve XXXX in place.", "Support Devices"),  # a redacted valve replacement
         # "if" makes a condition only up to its comma
         ("If pain localizes there, suspect a nondisplaced rib fracture.", "Fracture"),
+        # rule-labeler-6: a device whose tip is out of view is there
+        ("Enteric tube courses below the diaphragm, the tip not included on the image.", "Support Devices"),
+        ("PICC line, tip not well seen.", "Support Devices"),
+        ("The distal tip coursing into the stomach and not included on the study.", "Support Devices"),
     ],
 )
 def test_phrasings_found_in_train_reports_are_yes(sentence, finding):

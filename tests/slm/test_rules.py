@@ -126,6 +126,9 @@ CASES = {
         ("AX FLR", "FLAIR"),  # FLR: FLAIR in three letters (rules-6)
         ("T2 FLR AX", "FLAIR"),
         ("SAG T1 FLR", "T1"),  # GE T1 FLAIR, abbreviated alike
+        ("FLARE AX", "FLAIR"),  # two slips away from FLAIR (rules-7)
+        ("SUSCEPTABILITY WEIGHTED", "SWI"),
+        ("Bolus_Track_CareBolus", "Other"),  # Siemens CARE Bolus, before a contrast MRA
     ],
     "named in issue 14": [  # misses it quotes from descriptions kept from the team
         ("Et1seGAD", "T1"),
@@ -158,6 +161,18 @@ CASES = {
         ("磁化率強調像", "SWI"),
         ("位置決め", "Other"),
         ("弥散加权成像", "DWI"),  # Chinese, simplified
+        # rules-7: Russian, with the Latin-looking Cyrillic letters typed for T (Т1), Korean, Chinese, Polish
+        ("Т1 ВИ + КУ", "T1"),  # Cyrillic Т; ВИ: weighted images; КУ: contrast enhancement
+        ("Т2 ВИ аксиально", "T2"),
+        ("ДВИ аксиально", "DWI"),
+        ("ИКД карта", "ADC"),
+        ("СВИ аксиально", "SWI"),
+        ("확산강조영상", "DWI"),
+        ("자화율강조영상", "SWI"),
+        ("磁敏感加权成像", "SWI"),
+        ("pozorny współczynnik dyfuzji", "ADC"),  # not DWI
+        ("Diffusionskoeffizient", "ADC"),
+        ("аксиально", "Other"),  # a Russian plane alone names no contrast
         ("表观扩散系数", "ADC"),
         ("ＦＬＡＩＲ　横断", "FLAIR"),  # full-width letters and blank
     ],
@@ -224,9 +239,9 @@ def test_harmonizer_returns_one_prediction_per_description_in_order():
     harmonizer = RuleHarmonizer()
     texts = ["Ax DWI 1000b", "", "dADC", "Survey"]
     predictions = harmonizer.harmonize(texts)
-    assert harmonizer.version == "rules-6"
+    assert harmonizer.version == "rules-7"
     assert [p.label for p in predictions] == ["DWI", "Other", "ADC", "Other"]
-    assert all(isinstance(p, Prediction) and p.model_version == "rules-6" for p in predictions)
+    assert all(isinstance(p, Prediction) and p.model_version == "rules-7" for p in predictions)
     assert all(0.0 <= p.confidence <= 1.0 and p.label in SERIES_LABELS for p in predictions)
 
 
