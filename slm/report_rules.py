@@ -10,7 +10,11 @@ the model.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable, Sequence
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA, Indel
 
 from slm.tasks import FINDINGS, NO_FINDING, no_finding
 
@@ -32,6 +36,13 @@ NOT_NEGATIONS = (
     (r"\btips? (?:of (?:the |an? )?(?:[\w-]+ ){0,3}(?:tubes?|lines?|catheters?|picc) )?(?:(?:is|are|was) )?"
      r"not (?:well |clearly |fully |definitely |entirely )?(?:seen|visuali[sz]ed|included|imaged|identified|shown|"
      r"demonstrated|in view)", " tip out of view "),
+    # a query before a word is a possible finding: "?early RLL pneumonia" (and not the end of a sentence)
+    (r"(?<![\w?])\?(?=[a-z])", " possible "),
+    (r"\bnot (?:yet )?re-?(?:expanded|aerated|inflated)", " persistent "),
+    # new on this exam: "nodule, not present on the 2021 film", "not seen on the prior study"
+    (r"\b(?:not (?:present|seen|visible|evident|identified)|absent) on (?:the |a )?(?:prior|previous|earlier|old|last|"
+     r"\d{4}) ?(?:[\w-]+ )?(?:film|study|exam\w*|radiograph|images?|x-?ray|cxr)s?", " new "),
+    (r",\s*however,", " however "),  # "the heart, however, is enlarged"
     # the edge of the film, not an absence: "the distal tip ... not included on the study"
     (r"\bnot (?:entirely |fully |completely |well )?(?:included|imaged|in the field of view) (?:on|in) (?:the |this )?"
      r"(?:study|image|film|exam\w*|radiograph|view)s?", " out of view "),
@@ -45,11 +56,13 @@ NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(
     r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:"
     r"|, there (?:is|are)\b"  # a new clause: "without focal consolidation, there is mild atelectasis"
+    r"|, the\b|\bother than\b|(?<=resolved),|(?<=removed),|(?<=cleared),"  # "effusions resolved, atelectasis persists"
 )
 # A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
 POST_NEGATION = re.compile(
     r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*"
-    r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|within (?:the )?(?:normal limits|limits of normal))\b"
+    r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|re-?expanded|re-?aerated|"
+    r"within (?:the )?(?:normal limits|limits of normal))\b"
     # a list said to be gone further on: "consolidation, atelectasis, and ... blunting ... have cleared"
     r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all )?(?:cleared|resolved)\b"
 )
@@ -106,6 +119,9 @@ MEDIASTINAL_SIGN = (
 OTHER_SITE = "".join(
     f"(?<!{site} )" for site in ("hilar", "mediastinal", "aortic", "paratracheal", "subcarinal", "nodal", "vascular")
 )
+# A vertebra's collapse is a fracture (height loss), not atelectasis: "osteoporotic collapse of L1".
+VERTEBRAL_COLLAPSE = (r"(?:vertebra\w*|body|bodies|spine|compression|osteoporotic) collaps\w*"
+                      r"|collaps\w* of (?:the )?(?:\w* ?vertebra|[tl]\d{1,2}\b)")
 DEVICE_PART = r"(?:screws?|wires?|leads?|catheters?|plates?|rods?|hardware|fixation|stents?|lines?)\b"
 DEVICE_LINE = r"(?:picc|central|venous|jugular|subclavian|arterial|swan|dialysis|hickman|groshong|catheter|port)"
 
@@ -113,8 +129,8 @@ RULES = (
     Finding(
         "Enlarged Cardiomediastinum",
         (
-            rf"\b(?:widen\w*|enlarg\w*|prominen\w*|fullness) (?:of )?(?:the )?{W % 2}{MEDIASTINUM}",
-            rf"{MEDIASTINUM} {W % 4}(?:widen\w*|enlarg\w*|prominen\w*|fullness|wide)",
+            rf"\b(?:widen\w*|broaden\w*|enlarg\w*|prominen\w*|fullness) (?:of )?(?:the )?{W % 2}{MEDIASTINUM}",
+            rf"{MEDIASTINUM}:? {W % 4}(?:widen\w*|broad\w*|enlarg\w*|prominen\w*|fullness|wide)",
             rf"{MEDIASTINAL_PLACE} {W % 3}{MEDIASTINAL_SIGN}",
             rf"{MEDIASTINAL_SIGN} {W % 4}{MEDIASTINAL_PLACE}",
             r"hilar mass\w*",
@@ -136,6 +152,8 @@ RULES = (
             rf"borderline {W % 1}{HEART}",
             r"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
             r"increased (?:heart|cardiac) size",
+            # the cardiothoracic ratio: "CTR increased", "CTR > 0.5" is not read
+            r"\bctr (?:is )?(?:increased|enlarged|raised|high)|(?:increased|raised) (?:ctr|cardiothoracic ratio)",
         ),
         not_this=(r"upper limits? (?:of )?normal", r"top (?:of )?normal", r"limits? of normal", r"mediastin"),
     ),
@@ -197,6 +215,8 @@ RULES = (
             r"fibros\w*",
             r"fibrotic",
             r"peribronchial (?:thickening|cuffing)",
+            r"shadowing",  # British: "airspace shadowing"
+            r"ground[- ]glass",
         ),
         not_this=(
             r"pleural[- ](?:parenchymal |based )?(?:scar\w*|opaci\w*|densit\w*)",
@@ -232,19 +252,22 @@ RULES = (
             rf"(?:vascula\w*|vessels|pulmonary xxxx) {W % 4}(?:indistinct\w*|prominen\w*|engorge\w*|redistribut\w*|congest\w*)",
             rf"(?:indistinct\w*|prominen\w*|engorge\w*|increased|redistribut\w*) {W % 4}(?:vascula\w*|vessels)",
             r"(?:pulmonary )?venous hypertension",
+            r"(?:blood|venous) diversion",  # British for cephalization
+            r"(?:ventricular|cardiac) failure",
+            r"\bccf\b",  # congestive cardiac failure
         ),
         not_this=(r"normal (?:pulmonary )?vascular", r"soft tissue edema"),
     ),
-    Finding("Consolidation", (r"(?<!non)(?<!non-)consolidat\w*",)),
+    Finding("Consolidation", (r"(?<!non)(?<!non-)consolidat\w*", r"\bconsol\b")),
     Finding(
         "Pneumonia",
-        (r"pneumonias?\b", r"pneumonitis", r"infecti\w*", r"bronchopneumonia"),
+        (r"pneumonias?\b", r"pneumonitis", r"infecti\w*", r"bronchopneumonia", r"\bpna\b"),
         not_this=(rf"(?:granulomatous|prior|previous|old|remote|healed|histoplasm\w*) {W % 2}infecti\w*",),
     ),
     Finding(
         "Atelectasis",
-        (r"atelecta\w*", r"collaps\w*"),
-        not_this=(r"(?:vertebra\w*|body|bodies|spine|compression) collaps\w*", r"collaps\w* of (?:the )?\w* ?vertebra"),
+        (r"atelecta\w*", r"collaps\w*", r"\batx\b"),
+        not_this=(VERTEBRAL_COLLAPSE,),
     ),
     Finding(
         "Pneumothorax", (r"pneumothora\w*", r"\bptx\b", r"pleural (?:air|gas)\b", rf"air collection {W % 8}pleura")
@@ -254,12 +277,12 @@ RULES = (
         (
             r"effusion",
             r"pleural fluid",
-            r"fluid (?:in|within|along) (?:the )?(?:\w+ ){0,2}(?:fissure|pleural)",
+            r"fluid (?:in|within|along|at) (?:the )?(?:\w+ ){0,2}(?:fissure|pleural|costophrenic)",
             r"fissural fluid",
             r"(?:loculated|localized|subpulmonic|layering) fluid",
             r"hydrothorax",
             r"hydropneumothora\w*",
-            r"ha?emothora\w*",
+            r"ha?emo-?(?:pneumo)?thora\w*",
         ),
         not_this=(r"pericardial effusion", r"joint effusion"),
     ),
@@ -279,7 +302,7 @@ RULES = (
             rf"apical {W % 2}thicken\w*",
             r"pleural[- ]based (?:opaci\w*|densit\w*|thickening|scar\w*)",
             r"fibrothorax",
-            r"apical (?:pleural )?capping",
+            r"apical (?:pleural )?cap(?:s|ping)?\b",
         ),
     ),
     Finding(
@@ -292,6 +315,9 @@ RULES = (
             rf"loss of xxxx {W % 4}vertebra\w*|xxxx loss {W % 4}(?:vertebra\w*|t\d+\b)",
             r"height loss",
             r"healing deformit\w*",
+            r"\bfxs?\b",
+            r"#(?= ?(?:[\w-]+ ){0,4}(?:ribs?|clavicles?|humer\w*|scapula\w*|stern\w*|vertebra\w*|spine)\b)",  # British
+            VERTEBRAL_COLLAPSE,
         ),
         not_this=(
             # a lung shadow's shape, as in a pulmonary infarct: "a wedge-shaped opacity in the right upper lobe"
@@ -310,7 +336,10 @@ RULES = (
             r"\bpicc\b",
             r"catheters?",
             r"\btub(?:es?|ing)\b",
-            r"\b(?:ett|ngt|ogt|cvc)\b",  # endotracheal, nasogastric, orogastric tube; central venous catheter
+            r"\b(?:ett|ngt|ogt|cvc|icc)\b",  # endotracheal, nasogastric, orogastric tube; central venous, intercostal catheter
+            r"\bppm\b|\becmo\b|cannula\w*|\biabp\b|impella|\blvad\b",
+            r"\b(?:avr|mvr|tavi|tavr)\b|annuloplasty",  # valve replacements, a valve ring
+            r"expanders?",  # breast tissue expanders
             r"\btip\b",
             r"xxxx-a-xxxx",
             r"(?:cardiac|surgical) xxxx",
@@ -360,7 +389,7 @@ RULES = (
             r"generator",
             r"electrodes?",
             r"loop recorder",
-            r"staples",
+            r"staple\w*",
             r"cerclage",
             r"\bcoils?\b",
             r"arthroplast\w*",
@@ -376,17 +405,41 @@ RULES = (
 )
 assert tuple(rule.name for rule in RULES) == FINDINGS
 
-# Sections that are not about what is seen on this exam.
-SKIPPED_SECTIONS = re.compile(r"^(?:indication|comparison):", re.I)
+# Sections that are not about what is seen on this exam, as lines or, in free text, as sentences
+# ("Clinical details: SOB, ?CHF. Heart size normal...").
+SKIPPED_SECTIONS = re.compile(
+    r"^(?:indications?|comparison|history|clinical (?:details|history|information|indication|notes?|question)|"
+    r"reason(?: for (?:exam\w*|study|request))?)\s*:",
+    re.I,
+)
 SECTION_NAME = re.compile(r"^(?:findings|impression):\s*", re.I)
+# The findings' own words, for typing slips: "effusoin", "cardiomegally", "atelectsis" (two letters swapped, one
+# letter extra or left out) read as the word. A wrong letter is no slip ("module" is not "nodule", "enema" not
+# "edema"), and a word one slip from two of them is left alone.
+KEY_WORDS = (
+    "effusion", "effusions", "cardiomegaly", "atelectasis", "consolidation", "consolidations", "pneumonia",
+    "pneumothorax", "edema", "oedema", "fracture", "fractures", "fractured", "opacity", "opacities", "nodule",
+    "nodules", "infiltrate", "infiltrates", "mediastinum", "mediastinal", "enlarged", "enlargement", "catheter",
+    "pacemaker", "sternotomy",
+)
+
+
+@lru_cache(maxsize=65536)
+def _spelled(word: str) -> str:
+    if word in KEY_WORDS:
+        return word
+    near = [key for key, _, _ in process.extract(word, KEY_WORDS, scorer=OSA.distance, score_cutoff=1, limit=None)
+            if Indel.distance(word, key) <= 1 or sorted(word) == sorted(key)]
+    return near[0] if len(near) == 1 else word
 
 
 def _sentences(report: str) -> list[str]:
     kept = [SECTION_NAME.sub("", line) for line in report.splitlines() if not SKIPPED_SECTIONS.match(line.strip())]
-    text = " ".join(kept).lower()
+    text = re.sub(r"[a-z]{5,}", lambda m: _spelled(m[0]), " ".join(kept).lower())
     for pattern, replacement in NOT_NEGATIONS:
         text = re.sub(pattern, replacement, text)
-    return [" ".join(s.split()) for s in SENTENCE_END.split(text) if s.strip()]
+    sentences = (" ".join(s.split()) for s in SENTENCE_END.split(text))
+    return [s for s in sentences if s and not SKIPPED_SECTIONS.match(s)]
 
 
 class RuleLabeler:

@@ -74,6 +74,16 @@ def yes(findings: str) -> set[str]:
         ("Enteric tube courses below the diaphragm, the tip not included on the image.", "Support Devices"),
         ("PICC line, tip not well seen.", "Support Devices"),
         ("The distal tip coursing into the stomach and not included on the study.", "Support Devices"),
+        # typing slips in a finding's own word, British shorthand and a query mark
+        ("Small left pleural effusoin.", "Pleural Effusion"),
+        ("Pulmonary edmea.", "Edema"),
+        ("Old # right 7th and 8th ribs.", "Fracture"),
+        ("?early RLL PNA.", "Pneumonia"),
+        ("Osteoporotic collapse of L1.", "Fracture"),
+        ("Left mid zone nodule, not present on the 2021 film.", "Lung Lesion"),  # new, not absent
+        ("Effusions resolved, atelectasis persists.", "Atelectasis"),
+        ("No focal consolidation is seen other than patchy atelectasis at the right base.", "Atelectasis"),
+        ("Without evidence of effusion or pneumothorax, the right chest tube remains in place.", "Support Devices"),
     ],
 )
 def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
@@ -109,6 +119,12 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("A wedge-shaped opacity has developed in the right upper lobe.", "Fracture"),  # a lung shadow's shape
         ("Scattered XXXX densities throughout the chest from prior gunshot wound.", "Lung Opacity"),  # metal
         ("Central vascular markings are mildly prominent.", "Lung Opacity"),  # vessels: edema, not markings
+        # rule-labeler-6
+        ("Osteoporotic collapse of L1.", "Atelectasis"),  # a vertebra's collapse
+        ("Left basal atelectasis has re-expanded.", "Atelectasis"),
+        ("Clinical details: SOB, ?CHF. Heart size normal, no oedema.", "Edema"),  # the history, in the text
+        ("Reason: post line insertion, ?pneumothorax. No pneumothorax.", "Pneumothorax"),
+        ("Loop recorder module in the left chest.", "Lung Lesion"),  # a word one slip from "nodule" is not read
     ],
 )
 def test_look_alikes_are_no(sentence, finding):

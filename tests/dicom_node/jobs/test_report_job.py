@@ -435,7 +435,9 @@ def test_an_sr_sent_to_the_node_is_listed_with_its_study_and_processed(tmp_path,
     """Only a chest radiograph's report is labeled; a brain MRI's is marked not applicable, without labels."""
     study = "1.2.826.0.1.3680043.8.498.77"
     image = cr_instance(study_uid=study) if exam == "chest radiograph" else mr_instance("t1_mprage", study_uid=study)
-    paths = write_files([sr_instance(study_uid=study), image], tmp_path / "in")
+    # images first, as a PACS sends them: a report that comes before any image and names no exam is read
+    # as scope.unknown says, and the job may take it up before the image arrives
+    paths = write_files([image, sr_instance(study_uid=study)], tmp_path / "in")
     settings = node_settings(tmp_path, reports={"interval_seconds": 0.2})
     with Node(settings, KeywordHarmonizer(), model=tiny) as node:
         outcomes = send_files("127.0.0.1", node.port, paths, timeout=TIMEOUT)
