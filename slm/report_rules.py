@@ -336,7 +336,8 @@ RULES = (
             r"\bpicc\b",
             r"catheters?",
             r"\btub(?:es?|ing)\b",
-            r"\b(?:ett|ngt|ogt|cvc|icc)\b",  # endotracheal, nasogastric, orogastric tube; central venous, intercostal catheter
+            # endotracheal, nasogastric, orogastric tube; central venous, intercostal catheter
+            r"\b(?:ett|ngt|ogt|cvc|icc)\b",
             r"\bppm\b|\becmo\b|cannula\w*|\biabp\b|impella|\blvad\b",
             r"\b(?:avr|mvr|tavi|tavr)\b|annuloplasty",  # valve replacements, a valve ring
             r"expanders?",  # breast tissue expanders

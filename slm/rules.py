@@ -149,7 +149,8 @@ RULES = (
     Rule("ADC", "ADC", "strong",
          word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|dif+\w* ?k?c?o?ef+\w*"
               r"|(?:c?k?oef+\w*|wsp\w*czynnik\w*) ?(?:d[ei] )?d[iy]f+u[sz]\w*")
-         + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数|확산 ?계수" + cyrillic("икд"),
+         + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数|확산 ?계수"
+         + cyrillic("икд"),
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC;"
          " German Diffusionskoeffizient, Polish współczynnik dyfuzji, Czech koeficient difuze, Russian ИКД"),
     Rule("DWI", "DWI", "strong",
@@ -173,7 +174,8 @@ RULES = (
          "a gradient echo with no contrast named is usually T2* for hemorrhage"),
     Rule("FLAIR", "FLAIR", "strong",
          word(r"\w*flair\w*|flare|flr|dark ?fl\w*|da ?fl|fluid ?att\w*|tirm\w*"),
-         "FLAIR: FLAIR (FLR, the slip FLARE), Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR, Philips VISTA FLAIR"),
+         "FLAIR: FLAIR (FLR, the slip FLARE), Siemens tirm dark-fluid and SPACE da-fl, GE CUBE FLAIR,"
+         " Philips VISTA FLAIR"),
     Rule("T1", "T1", "strong",
          contrast("t ?1") + "|t1w|"
          + word(r"\w*mp ?2? ?rage\w*|mpr|(?:ir ?)?f?spgr|bravo|\w*vibe|\w*thrive|3d ?(?:ffe|fe|gre)"),
