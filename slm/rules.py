@@ -100,7 +100,7 @@ RULES = (
          "localizers and scouts: Siemens localizer/AAHead_Scout, GE 3-Plane Loc, Philips Survey/SmartBrain,"
          " Canon Locator, French repérage, German Übersicht, Japanese 位置決め"),
     Rule("reformat", "Other", "decisive",
-         word(r"(?<!^ t1 )mpr ?(?:sag|cor|tra|ax|range|thick)\w*|(?:sag|cor|tra|ax)\w* mpr|mprs"
+         word(r"(?<!^ t1 )mpr ?(?:sag|cor|tra|ax|range|thick)\w*|(?:sag|cor|tra|ax|thick)\w* mpr|mprs"
               r"|m ?(?:in ?)?ips?|max ?ip|reformat\w*|re?fmt|recon|curved|volume ?rendering|vr"
               r"|mpr(?=.* (?:t2|flair)(?![a-z\d]))|(?:t2|flair) .*mpr"),
          "reformats made on the console or PACS: Siemens _MPR_Cor / MPR Range, mIP_Images(SW), GE Reformatted,"
@@ -129,8 +129,9 @@ RULES = (
               r"|ref ?head|prescan|dummy|sbref"),
          "calibration scans: GE ASSET/PURE calibration, Philips SENSE reference and coil survey"),
     Rule("functional", "Other", "decisive",
-         word(r"(?<!ven )bold|fmri|resting ?state|rest|rs ?fmri|task|moco\w*|ep2d ?pace"),
-         "functional MRI: ep2d_bold, resting state, MoCoSeries (VenBOLD is SWI, not fMRI)"),
+         word(r"(?<!ven )bold|fmri|resting ?state|rest|rs ?fmri|task|moco ?series|ep2d ?pace"),
+         "functional MRI: ep2d_bold, resting state, MoCoSeries (VenBOLD is SWI, not fMRI; MoCo alone is motion"
+         " correction, as in T2 BLADE MoCo)"),
     Rule("diffusion map", "Other", "decisive",
          word(r"fa|fa ?reg|col ?fa|colou?r ?fa|(?<!diffusion )tensor|e ?adc|exp|exponential|tracts?|tractography"
               r"|low ?b"),

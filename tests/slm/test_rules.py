@@ -118,7 +118,8 @@ CASES = {
         ("HEADT2FSEAx", "T2"),
         ("HEADCalibration", "Other"),  # not "headc" + ADC
         ("MSwip 3d_t2w_vista", "T2"),  # not a glued SWI
-        ("ep2d_diff_MoCo", "Other"),  # a camel-case name keeps its meaning
+        ("ep2d_diff_MoCo", "DWI"),  # a camel-case name keeps its meaning: MoCo, motion corrected (rules-7)
+        ("MoCoSeries", "Other"),  # Siemens' motion-corrected fMRI series
         ("dMRI_dir98_AP", "DWI"),
         ("Part1 T2", "T2"),  # "part1" is still not a T1
     ],
