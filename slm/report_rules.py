@@ -55,8 +55,9 @@ PRE_NEGATION = re.compile(
 NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(
     r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:"
-    r"|, there (?:is|are)\b"  # a new clause: "without focal consolidation, there is mild atelectasis"
-    r"|, the\b|\bother than\b|(?<=resolved),|(?<=removed),|(?<=cleared),"  # "effusions resolved, atelectasis persists"
+    r"|, (?:and )?there (?:is|are)\b"  # a new clause: "without focal consolidation, there is mild atelectasis"
+    # "effusions resolved, atelectasis persists"
+    r"|, (?:and )?the\b|\bother than\b|(?<=resolved),|(?<=removed),|(?<=cleared),"
 )
 # A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
 POST_NEGATION = re.compile(
@@ -64,7 +65,8 @@ POST_NEGATION = re.compile(
     r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|re-?expanded|re-?aerated|"
     r"within (?:the )?(?:normal limits|limits of normal))\b"
     # a list said to be gone further on: "consolidation, atelectasis, and ... blunting ... have cleared"
-    r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all )?(?:cleared|resolved)\b"
+    r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all |also |completely |entirely )?(?:been )?"
+    r"(?:cleared|resolved|removed)\b"
 )
 # A structured report's answer to its own heading: "Pneumothorax: none.", "Lines/tubes: none."
 HEADING_NEGATION = re.compile(r"^\W{0,2}:\s*(?:none|no|negative|absent|nil|not (?:seen|present|identified))\b")
@@ -226,7 +228,8 @@ RULES = (
             # a shadow said to be something outside the lung, across commas: "opacification over both XXXX, XXXX
             # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
             rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|artifact|overlap\w*|nipple|skin fold|"
-            r"confluence|superimpos\w*|summation|overlying (?:shadows?|bon\w*|osseous)|piercings?|gunshot|bullet\w*|"
+            r"confluence|superimpos(?!\w* (?:infection|pneumonia|consolidation|edema))\w*|summation|"
+            r"overlying (?:shadows?|bon\w*|osseous)|piercings?|gunshot|bullet\w*|"
             r"shrapnel|metallic|foreign bod\w*)",
             # prominent vessels are edema (the rubric's "vascular prominence"), not abnormal lung markings
             r"(?<!broncho)vascular markings",
@@ -414,9 +417,15 @@ SKIPPED_SECTIONS = re.compile(
     re.I,
 )
 SECTION_NAME = re.compile(r"^(?:findings|impression):\s*", re.I)
+# A heading that opens a sentence reads as its subject ("HEART: Mildly enlarged." is "heart is mildly enlarged"),
+# unless it answers none (HEADING_NEGATION).
+HEADING = re.compile(r"^([a-z][\w /&-]{0,30}?):(?!\s*(?:none|no|negative|absent|nil|not)\b)\s*")
+# Dictation heard wrong: "plural effusion" is pleural; a "pleural infusion" is an effusion.
+PLURAL = re.compile(r"\bplural (?=(?:[\w-]+ )?(?:thicken|plaque|effusion|fluid|scar|calcif|space|based|reaction|cap))")
 # The findings' own words, for typing slips: "effusoin", "cardiomegally", "atelectsis" (two letters swapped, one
-# letter extra or left out) read as the word. A wrong letter is no slip ("module" is not "nodule", "enema" not
-# "edema"), and a word one slip from two of them is left alone.
+# letter extra or left out; a wrong letter only in words of 8 letters or more, as "atelectisis": a short real word
+# is no slip, "module" is not "nodule", "enema" not "edema") read as the word, and words split by dictation
+# ("cardio megaly", "pneumo thorax", "in filtrate") joined. A word one slip from two of them is left alone.
 KEY_WORDS = (
     "effusion", "effusions", "cardiomegaly", "atelectasis", "consolidation", "consolidations", "pneumonia",
     "pneumothorax", "edema", "oedema", "fracture", "fractures", "fractured", "opacity", "opacities", "nodule",
@@ -430,17 +439,23 @@ def _spelled(word: str) -> str:
     if word in KEY_WORDS:
         return word
     near = [key for key, _, _ in process.extract(word, KEY_WORDS, scorer=OSA.distance, score_cutoff=1, limit=None)
-            if Indel.distance(word, key) <= 1 or sorted(word) == sorted(key)]
+            if len(word) >= 8 or Indel.distance(word, key) <= 1 or sorted(word) == sorted(key)]
     return near[0] if len(near) == 1 else word
+
+
+SPLIT_KEY_WORDS = re.compile(r"\b(?:%s)\b" % "|".join(
+    f"{key[:i]} {key[i:]}" for key in KEY_WORDS for i in range(2, len(key) - 2)))
 
 
 def _sentences(report: str) -> list[str]:
     kept = [SECTION_NAME.sub("", line) for line in report.splitlines() if not SKIPPED_SECTIONS.match(line.strip())]
-    text = re.sub(r"[a-z]{5,}", lambda m: _spelled(m[0]), " ".join(kept).lower())
+    text = SPLIT_KEY_WORDS.sub(lambda m: m[0].replace(" ", ""), " ".join(kept).lower())
+    text = PLURAL.sub("pleural ", re.sub(r"[a-z]{5,}", lambda m: _spelled(m[0]), text)).replace(
+        "pleural infusion", "pleural effusion")
     for pattern, replacement in NOT_NEGATIONS:
         text = re.sub(pattern, replacement, text)
     sentences = (" ".join(s.split()) for s in SENTENCE_END.split(text))
-    return [s for s in sentences if s and not SKIPPED_SECTIONS.match(s)]
+    return [HEADING.sub(r"\1 is ", s) for s in sentences if s and not SKIPPED_SECTIONS.match(s)]
 
 
 class RuleLabeler:
@@ -448,7 +463,8 @@ class RuleLabeler:
 
     version = "rule-labeler-6"  # 2, 3: phrasings from the train-report error analysis; 4: rubric cases (issue 14);
     # 5: invented sentences (tests/data/invented_findings.tsv): headings answered "none", abbreviations, hila,
-    # "neither", a new clause after a comma; 6: a tube's tip out of view, "not included on the image"
+    # "neither", a new clause after a comma; 6: a tube's tip out of view, "not included on the image", British and
+    # ICU wording, typing and dictation slips, histories inside the text, structured reports' headings
 
     def label(self, texts: Iterable[str]) -> list[dict[str, str]]:
         return [self._label_one(text) for text in texts]

@@ -84,6 +84,13 @@ def yes(findings: str) -> set[str]:
         ("Effusions resolved, atelectasis persists.", "Atelectasis"),
         ("No focal consolidation is seen other than patchy atelectasis at the right base.", "Atelectasis"),
         ("Without evidence of effusion or pneumothorax, the right chest tube remains in place.", "Support Devices"),
+        # a structured report's headings, and dictation heard wrong
+        ("HEART: Mildly enlarged. LUNGS: Clear.", "Cardiomegaly"),
+        ("Pulmonary vasculature: Prominent.", "Edema"),
+        ("Mild cardio megaly is stable.", "Cardiomegaly"),
+        ("Calcified plural plaques bilaterally.", "Pleural Other"),
+        ("Left basilar atelectisis, improved.", "Atelectasis"),
+        ("Patchy left basilar opacity, although superimposed infection cannot be excluded.", "Lung Opacity"),
     ],
 )
 def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
@@ -125,6 +132,10 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("Clinical details: SOB, ?CHF. Heart size normal, no oedema.", "Edema"),  # the history, in the text
         ("Reason: post line insertion, ?pneumothorax. No pneumothorax.", "Pneumothorax"),
         ("Loop recorder module in the left chest.", "Lung Lesion"),  # a word one slip from "nodule" is not read
+        ("PNEUMOTHORAX: Resolved. CHEST TUBE: Removed.", "Pneumothorax"),
+        ("PNEUMOTHORAX: Resolved. CHEST TUBE: Removed.", "Support Devices"),
+        ("Devices: None. Lungs: Clear.", "Support Devices"),
+        ("The endotracheal tube and right IJ catheter have all been removed.", "Support Devices"),
     ],
 )
 def test_look_alikes_are_no(sentence, finding):
