@@ -133,8 +133,9 @@ RULES = (
          "functional MRI: ep2d_bold, resting state, MoCoSeries (VenBOLD is SWI, not fMRI; MoCo alone is motion"
          " correction, as in T2 BLADE MoCo)"),
     Rule("diffusion map", "Other", "decisive",
-         word(r"fa|fa ?reg|col ?fa|colou?r ?fa|(?<!diffusion )tensor|e ?adc|exp|exponential|tracts?|tractography"
-              r"|low ?b"),
+         # eADC standing alone: in Philips "DWI_SE_ADC" the "s" is no glued prefix of an eADC
+         word(r"fa|fa ?reg|col ?fa|colou?r ?fa|(?<!diffusion )tensor|(?<![a-z])e ?adc|exp|exponential|tracts?"
+              r"|tractography|low ?b"),
          "diffusion maps other than ADC: FA (Philips faReg), ColFA, TENSOR, exponential ADC (eADC), tractography;"
          " a diffusion scan's low-b (b0) image saved alone (DIFFUSION_HighRes_LOWB); a DIFFUSION TENSOR"
          " acquisition is DWI"),

@@ -120,6 +120,7 @@ CASES = {
         ("MSwip 3d_t2w_vista", "T2"),  # not a glued SWI
         ("ep2d_diff_MoCo", "DWI"),  # a camel-case name keeps its meaning: MoCo, motion corrected (rules-7)
         ("MoCoSeries", "Other"),  # Siemens' motion-corrected fMRI series
+        ("DWI_SE_ADC", "ADC"),  # Philips: the "s" of SE is no glued prefix of an eADC (rules-7)
         ("dMRI_dir98_AP", "DWI"),
         ("Part1 T2", "T2"),  # "part1" is still not a T1
     ],
