@@ -37,7 +37,7 @@ NOT_NEGATIONS = (
      r"not (?:well |clearly |fully |definitely |entirely )?(?:seen|visuali[sz]ed|included|imaged|identified|shown|"
      r"demonstrated|in view)", " tip out of view "),
     # a query before a word is a possible finding: "?early RLL pneumonia" (and not the end of a sentence)
-    (r"(?<![\w?])\?(?=[a-z])", " possible "),
+    (r"(?<![\w?])\? ?(?=[a-z])", " possible "),
     (r"\bnot (?:yet )?re-?(?:expanded|aerated|inflated)", " persistent "),
     # new on this exam: "nodule, not present on the 2021 film", "not seen on the prior study"
     (r"\b(?:not (?:present|seen|visible|evident|identified)|absent) on (?:the |a )?(?:prior|previous|earlier|old|last|"
@@ -50,7 +50,8 @@ NOT_NEGATIONS = (
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
     r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
-    r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for)\b"
+    r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for|"
+    r"mimic\w*|simulat\w*)\b"
 )
 NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(
@@ -67,6 +68,8 @@ POST_NEGATION = re.compile(
     # a list said to be gone further on: "consolidation, atelectasis, and ... blunting ... have cleared"
     r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all |also |completely |entirely )?(?:been )?"
     r"(?:cleared|resolved|removed)\b"
+    # said excluded right after: "pneumothorax is excluded", "fracture ruled out" (not "should be excluded")
+    r"|^\W*(?:(?:is|are|was|were|has been|have been)\W+)?(?:excluded|ruled out)\b"
 )
 # A structured report's answer to its own heading: "Pneumothorax: none.", "Lines/tubes: none."
 HEADING_NEGATION = re.compile(r"^\W{0,2}:\s*(?:none|no|negative|absent|nil|not (?:seen|present|identified))\b")
@@ -131,8 +134,10 @@ RULES = (
     Finding(
         "Enlarged Cardiomediastinum",
         (
-            rf"\b(?:widen\w*|broaden\w*|enlarg\w*|prominen\w*|fullness) (?:of )?(?:the )?{W % 2}{MEDIASTINUM}",
-            rf"{MEDIASTINUM}:? {W % 4}(?:widen\w*|broad\w*|enlarg\w*|prominen\w*|fullness|wide)",
+            # not across a new clause: "the heart is enlarged but the mediastinum is normal"
+            rf"\b(?:widen\w*|broaden\w*|enlarg\w*|prominen\w*|fullness|bulky) (?:of )?(?:the )?"
+            rf"(?:(?!but |and |while |whereas )[\w'/-]+ ){{0,2}}{MEDIASTINUM}",
+            rf"{MEDIASTINUM}:? {W % 4}(?:widen\w*|broad\w*|enlarg\w*|prominen\w*|fullness|wide|bulky)",
             rf"{MEDIASTINAL_PLACE} {W % 3}{MEDIASTINAL_SIGN}",
             rf"{MEDIASTINAL_SIGN} {W % 4}{MEDIASTINAL_PLACE}",
             r"hilar mass\w*",
@@ -155,7 +160,8 @@ RULES = (
             r"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
             r"increased (?:heart|cardiac) size",
             # the cardiothoracic ratio: "CTR increased", "CTR > 0.5" is not read
-            r"\bctr (?:is )?(?:increased|enlarged|raised|high)|(?:increased|raised) (?:ctr|cardiothoracic ratio)",
+            r"\b(?:ctr|cardiothoracic ratio) (?:is )?(?:increased|enlarged|raised|high)|(?:increased|raised) "
+            r"(?:ctr|cardiothoracic ratio)",
         ),
         not_this=(r"upper limits? (?:of )?normal", r"top (?:of )?normal", r"limits? of normal", r"mediastin"),
     ),
@@ -257,14 +263,14 @@ RULES = (
             r"(?:pulmonary )?venous hypertension",
             r"(?:blood|venous) diversion",  # British for cephalization
             r"(?:ventricular|cardiac) failure",
-            r"\bccf\b",  # congestive cardiac failure
+            r"\b(?:ccf|lvf)\b",  # congestive cardiac failure, left ventricular failure
         ),
         not_this=(r"normal (?:pulmonary )?vascular", r"soft tissue edema"),
     ),
     Finding("Consolidation", (r"(?<!non)(?<!non-)consolidat\w*", r"\bconsol\b")),
     Finding(
         "Pneumonia",
-        (r"pneumonias?\b", r"pneumonitis", r"infecti\w*", r"bronchopneumonia", r"\bpna\b"),
+        (r"pneumonias?\b", r"pneumonitis", r"infecti\w*", r"bronchopneumoni\w*", r"\bpna\b"),
         not_this=(rf"(?:granulomatous|prior|previous|old|remote|healed|histoplasm\w*) {W % 2}infecti\w*",),
     ),
     Finding(
@@ -325,6 +331,7 @@ RULES = (
         not_this=(
             # a lung shadow's shape, as in a pulmonary infarct: "a wedge-shaped opacity in the right upper lobe"
             rf"wedge[- ]shaped {W % 1}(?:opaci\w*|densit\w*|consolidat\w*|infiltrat\w*|air ?space|infarct\w*)",
+            r"wedge resection",  # lung surgery
             rf"(?:catheter|sternotomy|wires?|leads?|screw|hardware) {W % 2}fractur\w*",
             rf"fractur\w* {W % 4}(?:sternotomy|wires?|catheter|leads?|screw|hardware)",
             # a broken device: "fracture of the lateral most fixation screw", "the screw ... is fractured"
@@ -341,6 +348,7 @@ RULES = (
             r"\btub(?:es?|ing)\b",
             # endotracheal, nasogastric, orogastric tube; central venous, intercostal catheter
             r"\b(?:ett|ngt|ogt|cvc|icc)\b",
+            r"\blines? (?:and tubes? )?(?:ok|in (?:good |satisfactory )?position|satisfactory|unchanged|stable)",
             r"\bppm\b|\becmo\b|cannula\w*|\biabp\b|impella|\blvad\b",
             r"\b(?:avr|mvr|tavi|tavr)\b|annuloplasty",  # valve replacements, a valve ring
             r"expanders?",  # breast tissue expanders

@@ -91,6 +91,10 @@ def yes(findings: str) -> set[str]:
         ("Calcified plural plaques bilaterally.", "Pleural Other"),
         ("Left basilar atelectisis, improved.", "Atelectasis"),
         ("Patchy left basilar opacity, although superimposed infection cannot be excluded.", "Lung Opacity"),
+        ("Cardiothoracic ratio is increased.", "Cardiomegaly"),
+        ("Bulky mediastinum on this AP film.", "Enlarged Cardiomediastinum"),
+        ("Impression: ? early LVF.", "Edema"),
+        ("Wet read: lines ok, no PTX.", "Support Devices"),
     ],
 )
 def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
@@ -136,6 +140,10 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("PNEUMOTHORAX: Resolved. CHEST TUBE: Removed.", "Support Devices"),
         ("Devices: None. Lungs: Clear.", "Support Devices"),
         ("The endotracheal tube and right IJ catheter have all been removed.", "Support Devices"),
+        ("Pneumothorax is excluded on this expiratory film.", "Pneumothorax"),
+        ("Skin fold mimics a pneumothorax.", "Pneumothorax"),
+        ("Surgical staple line following wedge resection.", "Fracture"),
+        ("The heart is enlarged but the mediastinum is normal.", "Enlarged Cardiomediastinum"),
     ],
 )
 def test_look_alikes_are_no(sentence, finding):
