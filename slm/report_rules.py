@@ -22,8 +22,25 @@ from slm.tasks import FINDINGS, NO_FINDING, no_finding
 # before negation is looked for ("effusion cannot be excluded" is uncertain, so Yes).
 NOT_NEGATIONS = (
     (r"\b(?:can ?not|could not|can't|not) (?:be )?(?:entirely |completely |totally )?(?:excluded|exclude|ruled out|rule out)", " possible "),
-    (r"\b(?:no|without) (?:significant |interval |substantial |appreciable |definite )?(?:change|increase|progression|worsening)", " stable "),
+    (r"\b(?:no|without|not much|lack of) (?:(?:significant|interval|substantial|appreciable|definite|further) )*"
+     r"(?:change|increase|progression|worsening)", " stable "),
     (r"\bnot (?:significantly |substantially )?(?:changed|increased|improved)", " stable "),
+    (r"\bno longer (?:enlarging|increasing|growing|progressing|worsening|expanding)", " stable "),
+    # still there: "no interval resolution of", "no improvement in", "has not completely cleared"
+    (r"\b(?:no|not yet|without) (?:(?:significant|interval|substantial|appreciable|definite|further) )*"
+     r"(?:resolution|reduction|improvement|decrease|clearing)", " persistent "),
+    (r"\b(?:does|do|did|has|have) not (?:appear to (?:have )?|yet |completely |entirely |fully )*"
+     r"(?:resolved?|cleared?|improved?)", " persistent "),
+    # a follow-up to see it gone says it is there now: "to document resolution of the pneumonia"
+    (r"\b(?:document|ensure|confirm|verify|demonstrate) (?:complete )?resolution", " persistent "),
+    # a "not" about its degree, not its presence: "is not displaced", "not under tension", "is not new"
+    (r"\bnot (?:significantly |substantially |particularly |very |clearly )?(?:displaced|under tension|new|large|"
+     r"larger|severe|extensive|massive|acute|sharp|layer\w*)\b", " known "),
+    (r"\bnot (?:clearly |well |easily )?(?:separa\w+|distinguish\w*|distinct) from", " next to "),
+    (r"\bnot possible to (?:exclude|rule out)", " possible "),
+    # "neither the effusion nor the atelectasis has changed": both are there
+    (r"\bneither\b(?=[^.;]*\bnor\b[^.;]*\bha(?:s|ve) changed)", " "),
+    (r"\bnor\b(?=[^.;]*\bha(?:s|ve) changed)", " and "),
     (r"\b(?:has|have) not xxxx\b", " stable "),  # "has not [changed] since", redacted
     (r"\bnot (?:been )?(?:entirely |completely )?resolved", " persistent "),
     # some is left: "almost completely resolved pleural air collection", "near-complete resolution"
@@ -50,20 +67,28 @@ NOT_NEGATIONS = (
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
     r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
-    r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|assess for|"
-    r"mimic\w*|simulat\w*)\b"
+    r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|"
+    r"assess for|mimic\w*|simulat\w*|lack of|absent)\b"
 )
 NEGATION_WINDOW = 16
 SCOPE_BREAKER = re.compile(
     r"\b(?:but|with|however|although|though|except|aside from|apart from|which|whereas|otherwise)\b|:"
-    r"|, (?:and )?there (?:is|are)\b"  # a new clause: "without focal consolidation, there is mild atelectasis"
-    # "effusions resolved, atelectasis persists"
-    r"|, (?:and )?the\b|\bother than\b|(?<=resolved),|(?<=removed),|(?<=cleared),"
+    r"|\bother than\b|(?<=resolved),|(?<=removed),|(?<=cleared),"  # "effusions resolved, atelectasis persists"
+    # a new clause with its own verb: "without evidence of effusion, the right chest tube remains in place"
+    r"|, (?:and )?the\b(?=(?: [\w-]+){1,5} (?:is|are|remains?|has|have|was|were|appears?|measures?|projects?|"
+    r"terminates?|lies|overlies|demonstrates?|shows?|contains?)\b)"
+    # a new clause, a cause, a device's placement, a state or size after a comma: "without focal consolidation,
+    # there is mild atelectasis", "not seen owing to lower lobe collapse", "no pneumothorax following placement
+    # of the line", "no edema, small right effusion"
+    r"|\b(?:due to|owing to|because of|favou?ring|(?<!if )there (?:is|are))\b"
+    r"|\b(?:following|after) (?:the )?(?:placement|insertion)"
+    r"|\b(?:stable|unchanged|persistent)\b|, (?:and )?(?:tiny|small|mild|moderate|trace|healed|healing|old|chronic|"
+    r"minimal|slight|marked|severe|extensive|residual)\b"
 )
 # A negation after a mention: "pneumothorax is not seen", "the nodule has resolved", "catheter removed".
 POST_NEGATION = re.compile(
     r"^\W*(?:[\w-]+\W+){0,6}?(?:(?:is|are|was|were|has|have|been)\W+)*"
-    r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|re-?expanded|re-?aerated|"
+    r"(?:not(?! \w+ing\b)|no longer|resolved|removed|absent|re-?expanded|re-?aerated|occult|"
     r"within (?:the )?(?:normal limits|limits of normal))\b"
     # a list said to be gone further on: "consolidation, atelectasis, and ... blunting ... have cleared"
     r"|^\W*(?:[\w-]+\W+){0,12}?(?:has|have) (?:since |now |all |also |completely |entirely )?(?:been )?"
@@ -71,6 +96,8 @@ POST_NEGATION = re.compile(
     # said excluded right after: "pneumothorax is excluded", "fracture ruled out" (not "should be excluded")
     r"|^\W*(?:(?:is|are|was|were|has been|have been)\W+)?(?:excluded|ruled out)\b"
 )
+# Gone by now, said in a clause of its own: "the prior film showed a right pneumothorax, which is not present today"
+WHICH_NEGATION = re.compile(r"^\W*which (?:is|are|has|have) (?:not|no longer)\b")
 # A structured report's answer to its own heading: "Pneumothorax: none.", "Lines/tubes: none."
 HEADING_NEGATION = re.compile(r"^\W{0,2}:\s*(?:none|no|negative|absent|nil|not (?:seen|present|identified))\b")
 SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)|[;?!\n]")
@@ -79,7 +106,8 @@ SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)|[;?!\n]")
 def _negated(sentence: str, start: int, end: int) -> bool:
     """A negation cue before the mention (within the window, after the last scope breaker) or right after it."""
     before = sentence[:start]
-    breakers = list(SCOPE_BREAKER.finditer(before))
+    # searched in the whole sentence: a breaker may look ahead past the mention (", the ... remains")
+    breakers = [b for b in SCOPE_BREAKER.finditer(sentence) if b.end() <= start]
     if breakers:
         before = before[breakers[-1].end():]
     words = before.split()[-NEGATION_WINDOW:]
@@ -87,7 +115,7 @@ def _negated(sentence: str, start: int, end: int) -> bool:
     if PRE_NEGATION.search(" ".join(words) + " " + mention):
         return True
     after = sentence[end:]
-    if HEADING_NEGATION.match(after):
+    if HEADING_NEGATION.match(after) or WHICH_NEGATION.match(after):
         return True
     breaker = SCOPE_BREAKER.search(after)
     return bool(POST_NEGATION.search(after[: breaker.start()] if breaker else after))
@@ -159,6 +187,7 @@ RULES = (
             rf"borderline {W % 1}{HEART}",
             r"(?:ventric\w*|atri\w*) enlarg\w*|enlarg\w* (?:\w+ )?(?:ventric|atri)\w*",
             r"increased (?:heart|cardiac) size",
+            r"increase\w* (?:in )?(?:the )?size of (?:the )?(?:heart|cardiac silhouette)",
             # the cardiothoracic ratio: "CTR increased", "CTR > 0.5" is not read
             r"\b(?:ctr|cardiothoracic ratio) (?:is )?(?:increased|enlarged|raised|high)|(?:increased|raised) "
             r"(?:ctr|cardiothoracic ratio)",
@@ -233,7 +262,7 @@ RULES = (
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
             # a shadow said to be something outside the lung, across commas: "opacification over both XXXX, XXXX
             # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
-            rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|artifact|overlap\w*|nipple|skin fold|"
+            rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|breast tissue|artifact|overlap\w*|nipple|skin fold|"
             r"confluence|superimpos(?!\w* (?:infection|pneumonia|consolidation|edema))\w*|summation|"
             r"overlying (?:shadows?|bon\w*|osseous)|piercings?|gunshot|bullet\w*|"
             r"shrapnel|metallic|foreign bod\w*)",
@@ -302,6 +331,7 @@ RULES = (
             rf"thicken\w* (?:of )?(?:the )?{W % 2}pleura",
             r"pleural (?:plaques?|calcifi\w*|scar\w*)",
             r"calcified pleura\w*",
+            rf"plaques? (?:along|of|on|in|at|over) (?:the )?{W % 2}pleura\w*",
             r"pleural[- ](?:parenchymal|peripheral) (?:\w+ )?(?:scar\w*|irregular\w*|thicken\w*|opaci\w*)",
             r"pleuroparenchymal (?:scar\w*|irregular\w*)",
             rf"(?:costophrenic|sulc\w*|recess|pleural sinus|blunt\w*),? {CLAUSE % 12}(?:scar\w*|thicken\w*)",
@@ -325,6 +355,7 @@ RULES = (
             r"height loss",
             r"healing deformit\w*",
             r"\bfxs?\b",
+            r"compression xxxx",  # "stable compression XXXX of the L1 vertebral body", its noun redacted
             r"#(?= ?(?:[\w-]+ ){0,4}(?:ribs?|clavicles?|humer\w*|scapula\w*|stern\w*|vertebra\w*|spine)\b)",  # British
             VERTEBRAL_COLLAPSE,
         ),
@@ -349,6 +380,7 @@ RULES = (
             # endotracheal, nasogastric, orogastric tube; central venous, intercostal catheter
             r"\b(?:ett|ngt|ogt|cvc|icc)\b",
             r"\blines? (?:and tubes? )?(?:ok|in (?:good |satisfactory )?position|satisfactory|unchanged|stable)",
+            r"\b(?:ecg|ekg)\b|tracheostom\w*",
             r"\bppm\b|\becmo\b|cannula\w*|\biabp\b|impella|\blvad\b",
             r"\b(?:avr|mvr|tavi|tavr)\b|annuloplasty",  # valve replacements, a valve ring
             r"expanders?",  # breast tissue expanders

@@ -95,6 +95,18 @@ def yes(findings: str) -> set[str]:
         ("Bulky mediastinum on this AP film.", "Enlarged Cardiomediastinum"),
         ("Impression: ? early LVF.", "Edema"),
         ("Wet read: lines ok, no PTX.", "Support Devices"),
+        ("Stable compression XXXX of the L1 vertebral body.", "Fracture"),
+        ("Tracheostomy XXXX in place.", "Support Devices"),
+        # a "not" or "no" that does not negate, and a negation's scope
+        ("The right pleural effusion is not large.", "Pleural Effusion"),
+        ("The fracture of the right clavicle is not displaced.", "Fracture"),
+        ("There has been no interval resolution of the left lower lobe consolidation.", "Consolidation"),
+        ("Bibasilar atelectasis has not cleared.", "Atelectasis"),
+        ("Neither the small right effusion nor the right basilar atelectasis has changed.", "Atelectasis"),
+        ("Mild cardiomegaly, no edema, small right effusion, and no pneumothorax.", "Pleural Effusion"),
+        ("Following removal of the left chest tube there is a new small left apical pneumothorax.", "Pneumothorax"),
+        ("No evidence of pneumothorax following placement of the left subclavian central line.", "Support Devices"),
+        ("To document resolution of the right lower lobe pneumonia.", "Pneumonia"),
     ],
 )
 def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
@@ -144,6 +156,10 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("Skin fold mimics a pneumothorax.", "Pneumothorax"),
         ("Surgical staple line following wedge resection.", "Fracture"),
         ("The heart is enlarged but the mediastinum is normal.", "Enlarged Cardiomediastinum"),
+        ("Interval removal of the left chest tube, the right PICC, and the nasogastric tube.", "Support Devices"),
+        ("Prior film showed a right pneumothorax, which is not present today.", "Pneumothorax"),
+        ("Lack of pneumothorax on the right.", "Pneumothorax"),
+        ("If there is concern for fracture consider rib series.", "Fracture"),  # "there is" after "if"
     ],
 )
 def test_look_alikes_are_no(sentence, finding):
