@@ -66,7 +66,7 @@ NOT_NEGATIONS = (
 )
 # A negation word before a mention, within NEGATION_WINDOW words and not across a scope breaker.
 PRE_NEGATION = re.compile(
-    r"\b(?:no|not|without|negative for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
+    r"\b(?:no|not|without|neg(?:ative)? for|clear of|free of|absence of|resolution of|resolved|removal of|removed|"
     r"rather than|instead of|neither|nor|none|if(?![^,]*,)|clear|clearing of|obscure|evaluate for|evaluation for|"
     r"assess for|mimic\w*|simulat\w*|lack of|absent)\b"
 )
@@ -490,7 +490,7 @@ SPLIT_KEY_WORDS = re.compile(r"\b(?:%s)\b" % "|".join(
 def _sentences(report: str) -> list[str]:
     kept = [SECTION_NAME.sub("", line) for line in report.splitlines() if not SKIPPED_SECTIONS.match(line.strip())]
     text = SPLIT_KEY_WORDS.sub(lambda m: m[0].replace(" ", ""), " ".join(kept).lower())
-    text = PLURAL.sub("pleural ", re.sub(r"[a-z]{5,}", lambda m: _spelled(m[0]), text)).replace(
+    text = PLURAL.sub("pleural ", re.sub(r"[a-z]{4,}", lambda m: _spelled(m[0]), text)).replace(
         "pleural infusion", "pleural effusion")
     for pattern, replacement in NOT_NEGATIONS:
         text = re.sub(pattern, replacement, text)

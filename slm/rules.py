@@ -265,7 +265,16 @@ def decide(description: str) -> Decision:
     if not text.strip():
         return Decision("Other", CONFIDENCE["empty"], "empty description")
     readings = {text, normalize(GLUE_BOUNDARY.sub(" ", description))}
-    return _read(readings) or _read_slips(readings) or Decision("Other", CONFIDENCE["fallback"], "no rule matched")
+    read = _read(readings)
+    if read is None:
+        return _read_slips(readings) or Decision("Other", CONFIDENCE["fallback"], "no rule matched")
+    slipped = _read_slips(readings, besides=read.label)
+    return slipped if slipped is not None and (slipped.label, read.label) in SLIP_OVER else read
+
+
+# A slip beside what is read as written, when undone, names the more specific contrast that the other is named
+# with by convention ("SAG_T2_FALIR" is a T2 FLAIR, "DWI ACD" an ADC): (label with the slip undone, label as written).
+SLIP_OVER = {("FLAIR", "T2"), ("ADC", "DWI")}  # not SWI beside T2: Philips "MSwip ... t2w" is no SWIp
 
 
 def _read(readings: set[str]) -> Decision | None:
@@ -287,16 +296,18 @@ def _read(readings: set[str]) -> Decision | None:
     return None
 
 
-def _read_slips(readings: set[str]) -> Decision | None:
-    """Where no rule matched: one slip of the keyboard undone in one word (a letter struck twice or extra,
+def _read_slips(readings: set[str], besides: str | None = None) -> Decision | None:
+    """One slip of the keyboard undone in one word (a letter struck twice or extra,
     two letters swapped: FLAIIR, SWAAN, falir, ISORTOPIC, DIT for DTI), when what it then reads is read
-    outright (a decisive or strong rule, no conflict) and every such undoing reads the same label.
+    outright (a decisive or strong rule, no conflict) and every such undoing reads the same label, other
+    than `besides` (what the description reads as written, if anything).
     Missing or wrong letters are not guessed at: too many short words are one letter from a rule's."""
     found = {}
     for reading in readings:
         for variant, slip in _slips_undone(reading):
             decision = _read({variant})
-            if decision is not None and decision.confidence >= CONFIDENCE["decisive_over_contrast"]:
+            if (decision is not None and decision.confidence >= CONFIDENCE["decisive_over_contrast"]
+                    and decision.label != besides):
                 found.setdefault(decision.label, f"{slip}: {decision.reason}")
     if len(found) != 1:
         return None

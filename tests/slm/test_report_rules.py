@@ -97,6 +97,7 @@ def yes(findings: str) -> set[str]:
         ("Wet read: lines ok, no PTX.", "Support Devices"),
         ("Stable compression XXXX of the L1 vertebral body.", "Fracture"),
         ("Tracheostomy XXXX in place.", "Support Devices"),
+        ("Bilateral pulmonary edma with cardiomegaly.", "Edema"),  # a slip in a short word
         # a "not" or "no" that does not negate, and a negation's scope
         ("The right pleural effusion is not large.", "Pleural Effusion"),
         ("The fracture of the right clavicle is not displaced.", "Fracture"),
@@ -159,6 +160,7 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("Interval removal of the left chest tube, the right PICC, and the nasogastric tube.", "Support Devices"),
         ("Prior film showed a right pneumothorax, which is not present today.", "Pneumothorax"),
         ("Lack of pneumothorax on the right.", "Pneumothorax"),
+        ("Prelim: neg for PNA, effusion, PTX.", "Pneumonia"),
         ("If there is concern for fracture consider rib series.", "Fracture"),  # "there is" after "if"
     ],
 )

@@ -129,6 +129,8 @@ CASES = {
         ("T2 FLR AX", "FLAIR"),
         ("SAG T1 FLR", "T1"),  # GE T1 FLAIR, abbreviated alike
         ("FLARE AX", "FLAIR"),  # two slips away from FLAIR (rules-7)
+        ("Ax T2 FALIR", "FLAIR"),  # a slip beside a T2 (rules-7)
+        ("DWI ACD", "ADC"),
         ("SUSCEPTABILITY WEIGHTED", "SWI"),
         ("Bolus_Track_CareBolus", "Other"),  # Siemens CARE Bolus, before a contrast MRA
     ],
