@@ -268,8 +268,7 @@ def decide(description: str) -> Decision:
     read = _read(readings)
     if read is None:
         return _read_slips(readings) or Decision("Other", CONFIDENCE["fallback"], "no rule matched")
-    slipped = _read_slips(readings, besides=read.label)
-    return slipped if slipped is not None and (slipped.label, read.label) in SLIP_OVER else read
+    return _slip_beside(readings, read) or read
 
 
 # A slip beside what is read as written, when undone, names the more specific contrast that the other is named
@@ -296,23 +295,43 @@ def _read(readings: set[str]) -> Decision | None:
     return None
 
 
-def _read_slips(readings: set[str], besides: str | None = None) -> Decision | None:
-    """One slip of the keyboard undone in one word (a letter struck twice or extra,
+def _read_slips(readings: set[str]) -> Decision | None:
+    """Where no rule matched: one slip of the keyboard undone in one word (a letter struck twice or extra,
     two letters swapped: FLAIIR, SWAAN, falir, ISORTOPIC, DIT for DTI), when what it then reads is read
-    outright (a decisive or strong rule, no conflict) and every such undoing reads the same label, other
-    than `besides` (what the description reads as written, if anything).
+    outright (a decisive or strong rule, no conflict) and every such undoing reads the same label.
     Missing or wrong letters are not guessed at: too many short words are one letter from a rule's."""
     found = {}
     for reading in readings:
         for variant, slip in _slips_undone(reading):
             decision = _read({variant})
-            if (decision is not None and decision.confidence >= CONFIDENCE["decisive_over_contrast"]
-                    and decision.label != besides):
+            if decision is not None and decision.confidence >= CONFIDENCE["decisive_over_contrast"]:
                 found.setdefault(decision.label, f"{slip}: {decision.reason}")
     if len(found) != 1:
         return None
     (label, reason), = found.items()
     return Decision(label, CONFIDENCE["slip"], reason)
+
+
+def _slip_beside(readings: set[str], read: Decision) -> Decision | None:
+    """A word that reads nothing, with one slip undone, naming the more specific contrast of a pair beside
+    what was read as written (SLIP_OVER): "SAG_T2_FALIR" is FLAIR. Word by word, and only where the
+    description reads as the pair's other one, so that reading every description stays cheap."""
+    if not any(read.label == written for _, written in SLIP_OVER):
+        return None
+    for word in {word for reading in readings for word in reading.split()}:
+        slipped = _word_slipped(word)
+        if slipped is not None and (slipped.label, read.label) in SLIP_OVER:
+            return Decision(slipped.label, CONFIDENCE["slip"], f"{slipped.reason}; {read.reason}")
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _word_slipped(word: str) -> Decision | None:
+    """What one word that reads nothing reads outright with one slip undone, every undoing alike (cached:
+    words recur)."""
+    if sum(c.isalpha() for c in word) < 3 or _read({f" {word} "}) is not None:
+        return None
+    return _read_slips({f" {word} "})
 
 
 def _slips_undone(reading: str):
