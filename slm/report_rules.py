@@ -95,6 +95,7 @@ POST_NEGATION = re.compile(
     r"(?:cleared|resolved|removed)\b"
     # said excluded right after: "pneumothorax is excluded", "fracture ruled out" (not "should be excluded")
     r"|^\W*(?:(?:is|are|was|were|has been|have been)\W+)?(?:excluded|ruled out)\b"
+    r"|^\W*removal\b"  # "after chest tube removal"
 )
 # Gone by now, said in a clause of its own: "the prior film showed a right pneumothorax, which is not present today"
 WHICH_NEGATION = re.compile(r"^\W*which (?:is|are|has|have) (?:not|no longer)\b")

@@ -161,6 +161,7 @@ def test_phrasings_found_in_train_reports_are_yes(sentence, finding):
         ("Prior film showed a right pneumothorax, which is not present today.", "Pneumothorax"),
         ("Lack of pneumothorax on the right.", "Pneumothorax"),
         ("Prelim: neg for PNA, effusion, PTX.", "Pneumonia"),
+        ("Tiny right apical pneumothorax after chest tube removal.", "Support Devices"),
         ("If there is concern for fracture consider rib series.", "Fracture"),  # "there is" after "if"
     ],
 )
