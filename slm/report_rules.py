@@ -488,11 +488,16 @@ SPLIT_KEY_WORDS = re.compile(r"\b(?:%s)\b" % "|".join(
     f"{key[:i]} {key[i:]}" for key in KEY_WORDS for i in range(2, len(key) - 2)))
 
 
+def _mended(text: str) -> str:
+    """The text with dictation and typing slips in the findings' words undone."""
+    text = SPLIT_KEY_WORDS.sub(lambda m: m[0].replace(" ", ""), text)
+    text = re.sub(r"[a-z]{4,}", lambda m: _spelled(m[0]), text)
+    return PLURAL.sub("pleural ", text).replace("pleural infusion", "pleural effusion")
+
+
 def _sentences(report: str) -> list[str]:
     kept = [SECTION_NAME.sub("", line) for line in report.splitlines() if not SKIPPED_SECTIONS.match(line.strip())]
-    text = SPLIT_KEY_WORDS.sub(lambda m: m[0].replace(" ", ""), " ".join(kept).lower())
-    text = PLURAL.sub("pleural ", re.sub(r"[a-z]{4,}", lambda m: _spelled(m[0]), text)).replace(
-        "pleural infusion", "pleural effusion")
+    text = _mended(" ".join(kept).lower())
     for pattern, replacement in NOT_NEGATIONS:
         text = re.sub(pattern, replacement, text)
     sentences = (" ".join(s.split()) for s in SENTENCE_END.split(text))
