@@ -5,6 +5,11 @@ only what is seen on this exam counts (the INDICATION and COMPARISON lines are s
 mentions count as Yes, No Finding is Yes exactly when none of the 13 findings is. It is the baseline the
 model must beat, and its reading is part of a hinted model's input (slm/hints.py), so it lives with
 the model.
+
+Before mentions are looked for, a report is mended where hospitals' reports differ from Open-i's
+(tests/data/invented_findings.tsv holds the cases): slips in the findings' own words are undone, a
+history written into the text is skipped, and a structured report's headings read as the subjects
+of their sentences.
 """
 
 from __future__ import annotations
