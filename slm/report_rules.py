@@ -23,17 +23,17 @@ from rapidfuzz.distance import OSA, Indel
 
 from slm.tasks import FINDINGS, NO_FINDING, no_finding
 
+# Words that may stand between "no" and a change: "no significant interval change".
+QUALIFIERS = r"(?:(?:significant|interval|substantial|appreciable|definite|further) )*"
 # Phrases that hold a negation word but leave the finding possible or present; they are rewritten
 # before negation is looked for ("effusion cannot be excluded" is uncertain, so Yes).
 NOT_NEGATIONS = (
     (r"\b(?:can ?not|could not|can't|not) (?:be )?(?:entirely |completely |totally )?(?:excluded|exclude|ruled out|rule out)", " possible "),
-    (r"\b(?:no|without|not much|lack of) (?:(?:significant|interval|substantial|appreciable|definite|further) )*"
-     r"(?:change|increase|progression|worsening)", " stable "),
+    (rf"\b(?:no|without|not much|lack of) {QUALIFIERS}(?:change|increase|progression|worsening)", " stable "),
     (r"\bnot (?:significantly |substantially )?(?:changed|increased|improved)", " stable "),
     (r"\bno longer (?:enlarging|increasing|growing|progressing|worsening|expanding)", " stable "),
     # still there: "no interval resolution of", "no improvement in", "has not completely cleared"
-    (r"\b(?:no|not yet|without) (?:(?:significant|interval|substantial|appreciable|definite|further) )*"
-     r"(?:resolution|reduction|improvement|decrease|clearing)", " persistent "),
+    (rf"\b(?:no|not yet|without) {QUALIFIERS}(?:resolution|reduction|improvement|decrease|clearing)", " persistent "),
     (r"\b(?:does|do|did|has|have) not (?:appear to (?:have )?|yet |completely |entirely |fully )*"
      r"(?:resolved?|cleared?|improved?)", " persistent "),
     # a follow-up to see it gone says it is there now: "to document resolution of the pneumonia"
@@ -268,8 +268,8 @@ RULES = (
             rf"scar\w* {W % 4}(?:costophrenic|sulc\w*|recess)",
             # a shadow said to be something outside the lung, across commas: "opacification over both XXXX, XXXX
             # secondary to soft tissue attenuation", "density ... representing overlying shadows of bony structures"
-            rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|breast tissue|artifact|overlap\w*|nipple|skin fold|"
-            r"confluence|superimpos(?!\w* (?:infection|pneumonia|consolidation|edema))\w*|summation|"
+            rf"(?:opaci\w*|densit\w*) {CLAUSE % 10}(?:hernia|fat\b|soft tissue|breast tissue|artifact|overlap\w*|"
+            r"nipple|skin fold|confluence|superimpos(?!\w* (?:infection|pneumonia|consolidation|edema))\w*|summation|"
             r"overlying (?:shadows?|bon\w*|osseous)|piercings?|gunshot|bullet\w*|"
             r"shrapnel|metallic|foreign bod\w*)",
             # prominent vessels are edema (the rubric's "vascular prominence"), not abnormal lung markings

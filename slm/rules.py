@@ -70,7 +70,7 @@ def glued_after(core: str) -> str:
 
 def cyrillic(core: str) -> str:
     """Russian words and abbreviations (ДВИ, ИКД), as whole words: `word` knows Latin letters only."""
-    return f"|(?<![^\\W\\d_])(?:{core})(?![^\\W\\d_])"
+    return f"(?<![^\\W\\d_])(?:{core})(?![^\\W\\d_])"
 
 
 def contrast(name: str) -> str:
@@ -149,21 +149,21 @@ RULES = (
          "screen captures (Siemens PosDisp), reports and subtraction images"),
     # --- The six contrasts and the near misses they are told from ------------------------------
     Rule("ADC", "ADC", "strong",
-         word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|dif+\w* ?k?c?o?ef+\w*"
-              r"|(?:c?k?oef+\w*|wsp\w*czynnik\w*) ?(?:d[ei] )?d[iy]f+u[sz]\w*")
+         word(r"(?:iso ?)?d? ?adc\w*|average ?dc|avg ?dc|apparent\w*|aparente|dif+\w* ?[ck]oef+\w*"
+              r"|(?:[ck]oef+\w*|wsp\w*czynnik\w*) ?(?:d[ei] )?d[iy]f+u[sz]\w*")
          + "|" + glued_after("adc") + r"|見かけの拡散係数|表观(?:弥散|扩散)系数|확산 ?계수"
-         + cyrillic("икд"),
+         + "|" + cyrillic("икд"),
          "ADC maps: Siemens _ADC, GE Apparent Diffusion Coefficient (mm2/s), Philips dADC / Average DC;"
          " German Diffusionskoeffizient, Polish współczynnik dyfuzji, Czech koeficient difuze, Russian ИКД"),
     Rule("DWI", "DWI", "strong",
          word(r"(?:iso ?)?dwi\w*|dw|dt ?ssh|dmri|diff|dif+us\w*|d[iy]f+uz\w*|trace ?w?|isotropic|dti\w*|hardi"
               r"|mddw|resolve|b ?(?:[5-9]\d\d|[1-4]\d{3})|(?:[5-9]\d\d|[1-4]\d{3}) ?b")
-         + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散|확산" + cyrillic(r"дви|диффуз\w*"),
+         + "|" + glued_after("dwi") + r"|拡散|弥散|扩散|擴散|확산" + "|" + cyrillic(r"дви|диффуз\w*"),
          "diffusion-weighted: ep2d_diff, TRACEW, GE DWI 1000b / Isotropic, Philips DWI_SSh, raw DTI, RESOLVE;"
          " Turkish difüzyon, Polish dyfuzja, Czech difuze, Hungarian diffúzió, Korean 확산, Russian ДВИ"),
     Rule("SWI", "SWI", "strong",
          word(r"swi\w*|swan|ven ?bold|suscept\w*|suszeptib\w*|suscett?ib\w*")
-         + "|" + glued_after("swi|swan|venbold") + r"|磁化率|磁敏感|자화율" + cyrillic("сви"),
+         + "|" + glued_after("swi|swan|venbold") + r"|磁化率|磁敏感|자화율" + "|" + cyrillic("сви"),
          "susceptibility-weighted: Siemens SWI, GE SWAN, Philips SWIp / VenBOLD; Italian suscettibilità,"
          " Chinese 磁敏感, Korean 자화율, Russian СВИ"),
     Rule("T2*", "Other", "strong",
@@ -185,10 +185,9 @@ RULES = (
          " a 3D gradient echo"),
     Rule("T1", "T1", "weak",
          word(r"\w*tfe|tfl\w*|fl3d\w*|rssg|fe3d|se|ti|pre|post\w*|gad\w*|gd|contrast\w*|kontrast\w*|km|ce|mdc|inj\w*")
-         + r"|造影" + cyrillic(r"контраст\w*|ку"),
+         + r"|造影|" + cyrillic(r"контраст\w*|ку"),
          "Philips TFE, Siemens tfl/fl3d, Hitachi RSSG, plain spin echo (SE), the typo TI, and pre/post-contrast"
-         " (Russian КУ, контраст)"
-         " markers (a contrast series is T1)"),
+         " markers (a contrast series is T1; Russian КУ, контраст)"),
     Rule("T2", "T2", "strong",
          contrast("t ?2") + r"|t2w",
          "T2: T2, T2W, T2-weighted"),
@@ -318,7 +317,7 @@ def _slip_beside(readings: set[str], read: Decision) -> Decision | None:
     description reads as the pair's other one, so that reading every description stays cheap."""
     if not any(read.label == written for _, written in SLIP_OVER):
         return None
-    for word in {word for reading in readings for word in reading.split()}:
+    for word in sorted({word for reading in readings for word in reading.split()}):
         slipped = _word_slipped(word)
         if slipped is not None and (slipped.label, read.label) in SLIP_OVER:
             return Decision(slipped.label, CONFIDENCE["slip"], f"{slipped.reason}; {read.reason}")
@@ -360,7 +359,7 @@ class RuleHarmonizer:
     # 5: SWI phase / magnitude images alone are Other, unsure; French T2 EG is T2*; difüzyon, dyfuzja;
     # REFMT and an MPR of a T2 or FLAIR are reformats; 6: FLR is FLAIR, Italian eco gradiente and
     # suscettibilità (issue 14); 7: Russian, Korean and more Chinese names, Cyrillic look-alike letters,
-    # FLARE, bolus tracking
+    # FLARE, bolus tracking, MoCo alone is no fMRI, a slip beside a T2 or DWI (SLIP_OVER)
 
     def harmonize(self, descriptions: Sequence[str], known=None) -> list[Prediction]:
         return [self._predict(text) for text in descriptions]  # rules read no neighbours
