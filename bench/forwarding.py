@@ -14,20 +14,19 @@ as its Success comes. Rounds are interleaved; the table shows the median.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 
-from dicom_node.dicom.sender import send_files, wait_until_answering
+from dicom_node.dicom.sender import send_files
 from dicom_node.jobs.routing import RoutingWorker
 from dicom_node.node import Node
 from dicom_node.config import Settings
 from dicom_node.store import routes
 from dicom_node.store.database import Store
-from bench.ingest import machine, publish, run_bare_scp
+from bench.ingest import bare_scp, machine, publish
 from slm.rules import RuleHarmonizer
 
 
@@ -93,7 +92,6 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     from tests.support.dicom_factory import brain_study, write_files
-    from tests.support.helpers_dicom import free_port
 
     with tempfile.TemporaryDirectory(prefix="slmnode-forward-") as temp:
         workdir = Path(temp)
@@ -101,21 +99,13 @@ def main(argv=None) -> None:
         while len(datasets) < args.instances:
             datasets += brain_study(images_per_series=20, rows=args.rows, patient=f"Bench{len(datasets)}")
         paths = write_files(datasets[: args.instances], workdir / "in")
-        port = free_port()
-        destination = multiprocessing.get_context("spawn").Process(target=run_bare_scp, args=(port,), daemon=True)
-        destination.start()
-        try:
-            if not wait_until_answering("127.0.0.1", port, 60):
-                raise SystemExit("the destination SCP did not start")
+        with bare_scp() as port:  # the destination
             settings = node_settings(workdir, port)
             receive(settings, paths)
             rates = {"direct": [], "routed": []}
             for round_ in range(args.rounds):
                 rates["direct"].append(direct(port, paths))
                 rates["routed"].append(forwarded(settings, f"round{round_}", len(paths)))
-        finally:
-            destination.terminate()
-            destination.join()
     direct_rate, routed_rate = (statistics.median(rates[key]) for key in ("direct", "routed"))
     table = (
         "| Sender | instances/s | vs direct |\n|---|---:|---:|\n"

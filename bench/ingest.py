@@ -25,6 +25,7 @@ the whole set, interleaved, and the table shows the median of the rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -40,6 +41,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pynetdicom
 import yaml
@@ -86,6 +88,21 @@ def run_bare_scp(port: int) -> None:
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
     signal.sigwait([signal.SIGTERM])
     server.shutdown()
+
+
+@contextlib.contextmanager
+def bare_scp() -> Iterator[int]:
+    """run_bare_scp in a process of its own for the block, on a free port, which it yields once answering."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=run_bare_scp, args=(port,), daemon=True)
+    process.start()
+    try:
+        if not wait_until_answering("127.0.0.1", port, 60):
+            raise SystemExit("the bare SCP did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.join()
 
 
 @dataclass

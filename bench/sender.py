@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import statistics
 import tempfile
 import threading
@@ -22,9 +21,9 @@ import time
 from pathlib import Path
 
 
-from bench.ingest import machine, publish, run_bare_scp
+from bench.ingest import bare_scp, machine, publish
 from dicom_node.dicom import sender
-from dicom_node.dicom.sender import send_files, wait_until_answering
+from dicom_node.dicom.sender import send_files
 
 TIMEOUT = 5.0  # seconds a lost response holds its association up
 
@@ -76,19 +75,13 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     from tests.support.dicom_factory import mr_instance, write_files
-    from tests.support.helpers_dicom import free_port
 
     senders = {"pynetdicom's pause": pynetdicom_pause, "ReactorCheckpoint": contextlib.nullcontext}
     rates: dict[tuple[str, int], list[float]] = {}
     lost: dict[str, list[int]] = {name: [] for name in senders}
     with tempfile.TemporaryDirectory(prefix="slmnode-sender-") as temp:
         paths = write_files([mr_instance(f"t2_tse_tra_{n}") for n in range(args.instances)], Path(temp))
-        port = free_port()
-        scp = multiprocessing.get_context("spawn").Process(target=run_bare_scp, args=(port,), daemon=True)
-        scp.start()
-        try:
-            if not wait_until_answering("127.0.0.1", port, 60):
-                raise SystemExit("the SCP did not start")
+        with bare_scp() as port:
             for _ in range(args.rounds):
                 for name, how in senders.items():
                     with how():
@@ -96,9 +89,6 @@ def main(argv=None) -> None:
                             rates.setdefault((name, associations), []).append(
                                 send_at_once(port, paths, associations)[0])
                         lost[name].append(send_at_once(port, paths, 4, busy_threads=2)[1])
-        finally:
-            scp.terminate()
-            scp.join()
     base = "pynetdicom's pause"
     rows = []
     for name in senders:
